@@ -1,0 +1,11 @@
+"""ddrm: the Denoising Diffusion Recommender Model (SIGIR 2024) as a library and command-line tool."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import baselines  # noqa: E402
+from .data import Interactions, load_dataset, read_dataset  # noqa: E402
+from .evaluation import EvalResult, evaluate  # noqa: E402
+
+__all__ = ["__version__", "baselines", "Interactions", "load_dataset", "read_dataset", "EvalResult", "evaluate"]

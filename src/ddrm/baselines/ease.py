@@ -1,0 +1,36 @@
+"""EASE (Steck, 2019): closed-form item-item regression with zero diagonal."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data.interactions import Interactions
+from .item_item import ItemItemModel
+
+
+class EASE(ItemItemModel):
+    """``B = I - P diagMat(1 / diag(P))`` with ``P = (X^T X + reg I)^-1``; scores = ``X[users] @ B``.
+
+    Builds a dense n_items x n_items matrix: refuses above ``max_items``.
+    """
+
+    name = "ease"
+
+    def __init__(self, reg: float = 1000.0, max_items: int = 20000) -> None:
+        self.reg = reg
+        self.max_items = max_items
+
+    def fit(self, data: Interactions) -> EASE:
+        if self.reg <= 0:
+            raise ValueError(f"reg must be > 0, got {self.reg}")
+        self._guard(data.n_items)
+        x = data.train
+        gram = np.asarray((x.T @ x).toarray(), dtype=np.float64)
+        gram[np.diag_indices_from(gram)] += self.reg
+        p = np.linalg.inv(gram)
+        b = -p / np.diag(p)[None, :]
+        b[np.diag_indices_from(b)] = 0.0
+        self.weights_ = torch.from_numpy(b.astype(np.float32))
+        self.train_ = x
+        return self

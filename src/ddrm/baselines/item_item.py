@@ -1,0 +1,60 @@
+"""Shared machinery of item-item models: a size guard and scoring ``X[users] @ W``."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..errors import ConfigError
+from ..recommender import Recommender
+
+
+class ItemItemModel(Recommender):
+    """A model whose scores are ``X[users] @ W`` with an n_items x n_items weight matrix ``W`` (dense or sparse)."""
+
+    max_items: int = 20000
+    weights_: sp.spmatrix | torch.Tensor
+
+    def _guard(self, n_items: int) -> None:
+        if n_items > self.max_items:
+            raise ConfigError(f"{self.name} builds an n_items x n_items matrix and {n_items} items exceed "
+                              f"max_items={self.max_items}; raise max_items if you have the memory.")
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        self._check_fitted()
+        x = self.train_[users.cpu().numpy()]
+        if isinstance(self.weights_, torch.Tensor):
+            return torch.from_numpy(x.toarray()) @ self.weights_
+        return torch.from_numpy(np.asarray((x @ self.weights_).toarray(), dtype=np.float32))
+
+
+def topk_per_column(dense_block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep the k largest entries of each column of ``dense_block`` [n, c]: (rows, cols, values)."""
+    n, c = dense_block.shape
+    k = min(k, n)
+    idx = np.argpartition(-dense_block, k - 1, axis=0)[:k]
+    vals = np.take_along_axis(dense_block, idx, axis=0)
+    cols = np.broadcast_to(np.arange(c), idx.shape)
+    keep = vals > 0
+    return idx[keep], cols[keep], vals[keep]
+
+
+def blockwise_topk(left: sp.csr_matrix, right: sp.csc_matrix, k: int, transform, block: int = 1024
+                   ) -> sp.csr_matrix:
+    """``W = topk_per_column(transform(left @ right[:, block], block))`` computed in column blocks.
+
+    Memory is bounded by n_items x block. ``transform(dense, cols)`` post-processes one dense block in place.
+    """
+    n = left.shape[0]
+    rows, cols, vals = [], [], []
+    for lo in range(0, right.shape[1], block):
+        hi = min(lo + block, right.shape[1])
+        dense = np.asarray((left @ right[:, lo:hi]).toarray(), dtype=np.float32)
+        transform(dense, np.arange(lo, hi))
+        r, c, v = topk_per_column(dense, k)
+        rows.append(r)
+        cols.append(c + lo)
+        vals.append(v)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n, right.shape[1]), dtype=np.float32)

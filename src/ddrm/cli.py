@@ -1,0 +1,216 @@
+"""Command-line interface: a thin argparse layer over the Python API. ``main(argv) -> int``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import build_config, deep_merge, parse_overrides, to_dict
+from .errors import DDRMError
+from .report import format_table, metric_rows
+from .settings import DataConfig, EvalConfig
+
+logger = logging.getLogger("ddrm")
+
+
+class UsageError(DDRMError):
+    """Wrong command-line usage."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one sentence, exit 2, no usage dump
+        raise UsageError(f"{message} (see '{self.prog} --help').")
+
+
+def _common(quiet_json: bool = True, data: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    if quiet_json:
+        p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+        p.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    if data:
+        p.add_argument("--data-root", default=None, help="folder holding named datasets (default $DDRM_DATA or cache)")
+        p.add_argument("--format", default=None, help="force the reader: diffrec, lightgcn, recbole, csv, movielens")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ddrm", description="Denoising Diffusion Recommender Model: data, baselines, evaluation.")
+    parser.add_argument("--version", action="version", version=f"ddrm {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    common = _common()
+
+    p_data = sub.add_parser("data", help="inspect or prepare datasets")
+    dsub = p_data.add_subparsers(dest="data_command", parser_class=_Parser, metavar="ACTION")
+    p_info = dsub.add_parser("info", parents=[common], help="users, items, interactions per split, density, overlaps")
+    p_info.add_argument("data", help="dataset name or path")
+    p_prep = dsub.add_parser("prepare", parents=[common], help="split raw ratings and/or inject noise; write a folder")
+    p_prep.add_argument("data", help="dataset name or path (raw ratings are split; split data is kept)")
+    p_prep.add_argument("--output", "-o", required=True, help="output folder (written atomically)")
+    p_prep.add_argument("--method", default="auto", choices=["auto", "chrono", "chrono-user", "random"])
+    p_prep.add_argument("--ratios", type=float, nargs=3, default=[0.7, 0.1, 0.2], metavar=("TRAIN", "VALID", "TEST"))
+    p_prep.add_argument("--mode", default="all", choices=["all", "clean", "noisy"],
+                        help="noisy: low ratings stay in train/valid, test is clean; clean: drop them everywhere")
+    p_prep.add_argument("--threshold", type=float, default=4.0, help="rating threshold (default 4)")
+    p_prep.add_argument("--noise-ratio", type=float, default=0.0, help="inject this ratio of random noise into train")
+
+    p_base = sub.add_parser("baseline", parents=[common], help="fit and evaluate a simple baseline")
+    p_base.add_argument("name", help="mostpop, itemknn, ease or rp3beta")
+    p_base.add_argument("--data", default="synthetic", help="dataset name or path (default: synthetic)")
+    p_base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="hyper-parameter (e.g. reg=1000) or dotted data./eval. option; repeatable")
+
+    p_demo = sub.add_parser("demo", parents=[_common(data=False)], help="the main job on built-in synthetic data")
+    p_demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="synthetic data option, e.g. synthetic.n_users=500")
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+
+
+def _data_config(args: argparse.Namespace, spec: str, extra: dict[str, Any] | None = None) -> DataConfig:
+    base: dict[str, Any] = {"name": spec, "root": args.data_root}
+    if args.format:
+        base["read"] = {"format": args.format}
+    return build_config(DataConfig, overrides=deep_merge(base, extra or {}))
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(payload) + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    data = _data_config(args, args.data).load(quiet=args.quiet)
+    s = data.summary()
+    rows = [{"split": k, **{c: v[c] for c in ("interactions", "users", "items", "density")}}
+            for k, v in s["splits"].items()]
+    text = (f"{s['name']}: {s['n_users']} users x {s['n_items']} items (fingerprint {s['fingerprint']})\n"
+            + format_table(rows, ["split", "interactions", "users", "items", "density"])
+            + "\noverlaps: " + ", ".join(f"{k}={v}" for k, v in s["overlaps"].items()))
+    _emit(args, s, text)
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from .data.writer import save_dataset
+
+    split = {"method": args.method, "ratios": args.ratios, "mode": args.mode, "threshold": args.threshold,
+             "seed": args.seed}
+    cfg = _data_config(args, args.data, {"read": {"split": split, "seed": args.seed},
+                                         "noise_ratio": args.noise_ratio, "noise_seed": args.seed})
+    data = cfg.load(quiet=args.quiet)
+    out = save_dataset(data, args.output)
+    s = data.summary()
+    s["output"] = str(out)
+    text = f"wrote {out}: " + ", ".join(f"{k} {v['interactions']}" for k, v in s["splits"].items())
+    _emit(args, s, text)
+    return 0
+
+
+def _split_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set`` items -> (model params, run options under data./eval.)."""
+    parsed = parse_overrides(items)
+    run = {k: parsed.pop(k) for k in ("data", "eval") if k in parsed}
+    return parsed, run
+
+
+def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_cfg: EvalConfig,
+                 quiet: bool = False, data=None) -> dict[str, Any]:
+    """Fit baseline ``name`` and evaluate it on valid and test; returns the JSON payload."""
+    from .baselines import build
+    from .evaluation import evaluate
+
+    model = build(name, **params)
+    data = data if data is not None else data_cfg.load(quiet=quiet)
+    t0 = time.perf_counter()
+    model.fit(data)
+    fit_s = time.perf_counter() - t0
+    metrics = {s: evaluate(model, data, s, eval_cfg.ks, eval_cfg.batch_size).metrics for s in ("valid", "test")}
+    return {"command": "baseline", "model": model.name, "params": model.params(),
+            "data": {"name": data.name, "fingerprint": data.fingerprint(), "n_users": data.n_users,
+                     "n_items": data.n_items},
+            "metrics": metrics, "fit_seconds": fit_s, "seconds": time.perf_counter() - t0}
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    params, run = _split_overrides(args.overrides)
+    data_cfg = _data_config(args, args.data, run.get("data"))
+    eval_cfg = build_config(EvalConfig, overrides=run.get("eval", {}))
+    payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet)
+    payload["seed"] = args.seed
+    text = format_table(metric_rows(payload["metrics"], eval_cfg.ks), ["split", "K", "recall", "ndcg", "precision",
+                                                                       "mrr", "hit"],
+                        title=f"{payload['model']} {payload['params']} on {payload['data']['name']}")
+    _emit(args, payload, text)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .data.synthetic import SyntheticConfig
+
+    over = parse_overrides(args.overrides)
+    unknown = sorted(set(over) - {"synthetic"})
+    if unknown:
+        raise UsageError(f"demo accepts only synthetic.* overrides, not {unknown[0]!r}.")
+    syn = build_config(SyntheticConfig, overrides=deep_merge({"seed": args.seed}, over.get("synthetic", {})))
+    data_cfg = DataConfig(name="synthetic", synthetic=syn)
+    eval_cfg = EvalConfig()
+    data = data_cfg.load(quiet=args.quiet)
+    rows, runs = [], {}
+    for name in ("mostpop", "itemknn", "rp3beta", "ease"):
+        res = run_baseline(name, {}, data_cfg, eval_cfg, args.quiet, data=data)
+        runs[name] = res
+        rows.append({"model": name, **{m: res["metrics"]["test"][m] for m in ("recall@20", "ndcg@20")},
+                     "valid recall@20": res["metrics"]["valid"]["recall@20"], "fit s": round(res["fit_seconds"], 2)})
+    payload = {"command": "demo", "seed": args.seed, "data": data.summary(), "synthetic": to_dict(syn),
+               "metrics": {r: v["metrics"] for r, v in runs.items()}}
+    text = format_table(rows, ["model", "recall@20", "ndcg@20", "valid recall@20", "fit s"],
+                        title=f"ddrm demo: synthetic data, {data.n_users} users x {data.n_items} items, "
+                              f"{data.summary()['splits']['train'].get('noisy_interactions', 0)} planted noisy "
+                              f"train interactions, seed {args.seed} (test split)")
+    _emit(args, payload, text)
+    return 0
+
+
+HANDLERS = {"info": cmd_data_info, "prepare": cmd_data_prepare, "baseline": cmd_baseline, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (2 for usage and data errors, 130 when interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        key = args.data_command if args.command == "data" else args.command
+        if key is None:
+            raise UsageError("'ddrm data' needs an action: info or prepare (see 'ddrm data --help').")
+        _setup_logging(getattr(args, "quiet", False))
+        if getattr(args, "quiet", False):
+            import os
+
+            os.environ.setdefault("TQDM_DISABLE", "1")
+        return HANDLERS[key](args)
+    except DDRMError as exc:
+        sys.stderr.write(f"ddrm: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("ddrm: interrupted.\n")
+        return 130
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The interface every model shares: ``fit(data) -> self``, ``score(users)``, ``recommend(users, k)``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.interactions import Interactions
+from .errors import ConfigError
+from .evaluation import _rows_to_mask, topk_from_scores
+
+
+class Recommender:
+    """Base class: subclasses implement ``fit`` and ``score``; hyper-parameters are ``__init__`` arguments.
+
+    Fitted state ends in ``_`` (scikit-learn convention); ``__init__`` stores hyper-parameters and does no work.
+    """
+
+    name = "recommender"
+    train_: Any = None
+
+    def fit(self, data: Interactions) -> Recommender:
+        raise NotImplementedError
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores [B, n_items] for int64 user indices [B]."""
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """The hyper-parameters given to ``__init__``."""
+        return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
+
+    def _check_fitted(self) -> None:
+        if self.train_ is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(data) first.")
+
+    def recommend(self, users: torch.Tensor | np.ndarray, k: int = 20, filter_seen: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k items per user: (items int64 [B, k], scores float [B, k]); training items excluded by default."""
+        self._check_fitted()
+        users_t = torch.as_tensor(np.asarray(users), dtype=torch.long)
+        scores = self.score(users_t).float()
+        exclude = _rows_to_mask(self.train_, users_t.numpy(), scores.shape[1], scores.device) if filter_seen else None
+        top = topk_from_scores(scores, exclude, k)
+        return top, torch.gather(scores if exclude is None else scores.masked_fill(exclude, -torch.inf), 1, top)
+
+
+def build_from_registry(registry: dict[str, type], name: str, kind: str, params: dict[str, Any]) -> Any:
+    """Instantiate ``registry[name](**params)`` with a clear error for unknown names or parameters."""
+    key = name.lower()
+    if key not in registry:
+        raise ConfigError(f"unknown {kind} {name!r}; choose one of {', '.join(sorted(registry))}.")
+    cls = registry[key]
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown parameter {unknown[0]!r} for {kind} {key}; allowed: {', '.join(allowed)}.")
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid parameters for {kind} {key}: {exc}.") from None

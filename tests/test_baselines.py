@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ddrm.baselines import EASE, ItemKNN, MostPop, RP3beta, build
+from ddrm.errors import ConfigError
+from ddrm.evaluation import evaluate
+
+
+@pytest.mark.parametrize("name", ["itemknn", "ease", "rp3beta"])
+def test_checkerboard_parity(checkerboard, name):
+    """Every personalised baseline must recommend items of the user's own parity first."""
+    model = build(name).fit(checkerboard)
+    items, _ = model.recommend(torch.arange(checkerboard.n_users), k=2)
+    parity = items % 2 == torch.arange(checkerboard.n_users)[:, None] % 2
+    assert parity.all()
+    assert evaluate(model, checkerboard, "test", (2,)).metrics["hit@2"] == 1.0
+
+
+def test_recommend_filters_seen(checkerboard):
+    model = EASE(reg=1.0).fit(checkerboard)
+    items, scores = model.recommend(np.arange(checkerboard.n_users), k=3)
+    train = checkerboard.train.toarray()
+    assert not train[np.arange(checkerboard.n_users)[:, None], items.numpy()].any()
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+
+
+def test_mostpop_counts(random_data):
+    model = MostPop().fit(random_data)
+    s = model.score(torch.tensor([0, 5]))
+    assert torch.equal(s[0], torch.tensor(random_data.train.toarray().sum(0), dtype=torch.float32))
+    assert torch.equal(s[0], s[1])
+
+
+def test_ease_closed_form(random_data):
+    x = random_data.train.toarray().astype(np.float64)
+    reg = 5.0
+    p = np.linalg.inv(x.T @ x + reg * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)
+    model = EASE(reg=reg).fit(random_data)
+    np.testing.assert_allclose(model.weights_.numpy(), b, atol=1e-5)
+    assert np.allclose(np.diag(model.weights_.numpy()), 0)
+
+
+def test_itemknn_against_naive_cosine(random_data):
+    x = random_data.train.toarray().astype(np.float64)
+    shrink = 2.0
+    n = np.sqrt(x.sum(0))
+    sim = (x.T @ x) / (n[:, None] * n[None, :] + shrink + 1e-12)
+    np.fill_diagonal(sim, 0)
+    model = ItemKNN(topk=x.shape[1], shrink=shrink).fit(random_data)
+    np.testing.assert_allclose(model.weights_.toarray(), sim, atol=1e-5)
+    small = ItemKNN(topk=3, shrink=shrink).fit(random_data).weights_.toarray()
+    assert ((small > 0).sum(0) <= 3).all()
+
+
+def test_rp3beta_against_naive(random_data):
+    x = random_data.train.toarray().astype(np.float64)
+    alpha, beta = 0.8, 0.3
+    pop = x.sum(0)
+    p_ui = (x / np.maximum(x.sum(1, keepdims=True), 1)) ** alpha
+    p_iu = (x.T / np.maximum(pop[:, None], 1)) ** alpha
+    w = (p_iu @ p_ui) / np.maximum(pop, 1)[None, :] ** beta
+    np.fill_diagonal(w, 0)
+    model = RP3beta(alpha=alpha, beta=beta, topk=x.shape[1]).fit(random_data)
+    np.testing.assert_allclose(model.weights_.toarray(), w, atol=1e-5)
+    small = RP3beta(alpha=alpha, beta=beta, topk=2).fit(random_data).weights_.toarray()
+    assert ((small > 0).sum(1) <= 2).all()  # top-k targets per source item
+
+
+def test_size_guard(random_data):
+    with pytest.raises(ConfigError, match="max_items"):
+        EASE(max_items=10).fit(random_data)
+
+
+def test_unknown_names_and_params():
+    with pytest.raises(ConfigError, match="unknown baseline"):
+        build("svd")
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        build("ease", alpha=1)

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ddrm.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_demo_json(capsys):
+    code, out, _ = run(capsys, "demo", "--json", "--quiet", "--set", "synthetic.n_users=200",
+                       "--set", "synthetic.n_items=100", "--set", "synthetic.mean_items=10")
+    assert code == 0
+    payload = json.loads(out)
+    assert set(payload["metrics"]) >= {"mostpop", "ease"}
+    assert 0 <= payload["metrics"]["ease"]["test"]["recall@20"] <= 1
+
+
+def test_baseline_json_on_a_folder(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    for s, n in (("train", 400), ("valid", 60), ("test", 60)):
+        np.save(tmp_path / f"{s}_list.npy", np.stack([rng.integers(0, 30, n), rng.integers(0, 50, n)], 1))
+    code, out, err = run(capsys, "baseline", "ease", "--data", str(tmp_path), "--set", "reg=10", "--set",
+                         "eval.ks=[5,20]", "--json", "--quiet")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["params"]["reg"] == 10
+    assert set(payload["metrics"]) == {"valid", "test"}
+    assert set(payload["metrics"]["test"]) == {f"{m}@{k}" for m in ("recall", "ndcg", "precision", "mrr", "hit")
+                                               for k in (5, 20)}
+
+
+def test_data_info_and_prepare_with_noise(capsys, tmp_path):
+    src = tmp_path / "raw"
+    src.mkdir()
+    rows = "\n".join(f"{u}\t{i}\t{1 + (u + 2 * i) % 5}\t{(u * 7 + i * 13) % 101}" for u in range(1, 40) for i in range(1, 30) if (u + i) % 3)
+    (src / "u.data").write_text(rows + "\n")
+    out_dir = tmp_path / "prepared"
+    code, out, err = run(capsys, "data", "prepare", str(src), "--output", str(out_dir), "--mode", "noisy",
+                         "--method", "chrono-user", "--noise-ratio", "0.1", "--json", "--quiet")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["splits"]["train"]["noisy_interactions"] == round(0.1 * (summary["splits"]["train"]["interactions"]
+                                                                             - summary["splits"]["train"][
+                                                                                 "noisy_interactions"]))
+    assert sorted(p.name for p in out_dir.iterdir()) == ["prepared.test.inter", "prepared.train.inter",
+                                                         "prepared.valid.inter"]
+    code, out, _ = run(capsys, "data", "info", str(out_dir))
+    assert code == 0 and "users" in out and "overlaps" in out
+
+
+def _bad_inputs(tmp_path):
+    cases = {}
+    d = tmp_path / "empty"
+    d.mkdir()
+    (d / "train.txt").write_text("")
+    (d / "test.txt").write_text("0 1\n")
+    cases["empty file"] = (str(d), [])
+    d = tmp_path / "nonnumeric"
+    d.mkdir()
+    (d / "train.txt").write_text("0 1 2\n1 x 3\n")
+    (d / "test.txt").write_text("0 3\n")
+    cases["non-numeric id"] = (str(d), [])
+    d = tmp_path / "negative"
+    d.mkdir()
+    np.save(d / "train_list.npy", np.array([[0, 1], [-1, 2]]))
+    np.save(d / "valid_list.npy", np.array([[0, 2]]))
+    np.save(d / "test_list.npy", np.array([[0, 3]]))
+    cases["negative id"] = (str(d), [])
+    d = tmp_path / "onecol"
+    d.mkdir()
+    (d / "x.train.inter").write_text("user_id:token\titem_id:token\n1\t2\n3\n")
+    (d / "x.test.inter").write_text("user_id:token\titem_id:token\n1\t3\n")
+    cases["one column"] = (str(d), [])
+    d = tmp_path / "missing"
+    d.mkdir()
+    np.save(d / "train_list.npy", np.array([[0, 1]]))
+    cases["missing split"] = (str(d), [])
+    d = tmp_path / "csv"
+    d.mkdir()
+    (d / "ratings.csv").write_text("uid,iid\n1,2\n")
+    cases["csv without column"] = (str(d), [])
+    cases["unknown dataset"] = ("no-such-dataset", [])
+    d = tmp_path / "garbage"
+    d.mkdir()
+    (d / "train_list.npy").write_bytes(b"\x00\xff garbage")
+    cases["binary garbage"] = (str(d), [])
+    return cases
+
+
+@pytest.mark.parametrize("case", ["empty file", "non-numeric id", "negative id", "one column", "missing split",
+                                  "csv without column", "unknown dataset", "binary garbage"])
+def test_bad_input_one_sentence_exit_2(capsys, tmp_path, case):
+    spec, _ = _bad_inputs(tmp_path)[case]
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "data", "prepare", spec, "--output", str(out_dir), "--quiet")
+    assert code == 2
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ddrm: error: "), err
+    assert "Traceback" not in err
+    assert not out_dir.exists()
+    assert not list(tmp_path.glob(".out*"))
+
+
+def test_usage_errors(capsys):
+    code, _, err = run(capsys, "baseline")
+    assert code == 2 and err.count("\n") == 1
+    code, _, err = run(capsys, "baseline", "ease", "--set", "nokey")
+    assert code == 2 and "key=value" in err
+    code, _, err = run(capsys, "data")
+    assert code == 2
+
+
+def test_python_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "ddrm", "data", "info", "synthetic", "--quiet", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["n_users"] == 1000

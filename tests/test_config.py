@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from ddrm.config import build_config, parse_overrides, to_dict
+from ddrm.errors import ConfigError
+from ddrm.settings import DataConfig, EvalConfig
+
+
+def test_overrides_are_typed_and_nested():
+    assert parse_overrides(["a.b=1", "a.c=[1, 2]", "d=ml-1m", "e=true"]) == {
+        "a": {"b": 1, "c": [1, 2]}, "d": "ml-1m", "e": True}
+
+
+def test_layering_file_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("name: yelp\nnoise_ratio: 0.1\nread:\n  valid_ratio: 0.2\n")
+    cfg = build_config(DataConfig, f, ["noise_ratio=0.3"])
+    assert cfg.name == "yelp" and cfg.noise_ratio == 0.3 and cfg.read.valid_ratio == 0.2
+    assert to_dict(cfg)["read"]["split"]["ratios"] == [0.7, 0.1, 0.2]
+
+
+@pytest.mark.parametrize("items,match", [
+    (["nam=x"], "unknown config key 'nam'"),
+    (["read.bogus=1"], "unknown config key 'read.bogus'"),
+    (["noise_ratio=abc"], "must be a number"),
+    (["read.split.mode=dirty"], "must be one of all, clean, noisy"),
+    (["noval"], "key=value"),
+])
+def test_bad_overrides(items, match):
+    with pytest.raises(ConfigError, match=match):
+        build_config(DataConfig, None, items)
+
+
+def test_eval_metric_must_be_computed():
+    with pytest.raises(ConfigError, match="eval.metric"):
+        build_config(EvalConfig, None, ["metric=recall@30"])
+    with pytest.raises(ConfigError, match="must be a string"):
+        build_config(EvalConfig, None, ["metric=[1]"])
