@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .config import build_config, deep_merge, parse_overrides, to_dict
+from .config import build_config, deep_merge, load_yaml, parse_overrides, to_dict
 from .errors import DDRMError
 from .report import format_table, metric_rows
 from .settings import DataConfig, EvalConfig
@@ -33,7 +33,7 @@ def _common(quiet_json: bool = True, data: bool = True) -> argparse.ArgumentPars
     if quiet_json:
         p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
         p.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, else 0)")
     if data:
         p.add_argument("--data-root", default=None, help="folder holding named datasets (default $DDRM_DATA or cache)")
         p.add_argument("--format", default=None, help="force the reader: diffrec, lightgcn, recbole, csv, movielens")
@@ -65,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_base.add_argument("--data", default="synthetic", help="dataset name or path (default: synthetic)")
     p_base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="hyper-parameter (e.g. reg=1000) or dotted data./eval. option; repeatable")
+
+    for name, text in (("pretrain", "train a backend (mf, lightgcn, sgl) or import embeddings"),):
+        p_run = sub.add_parser(name, parents=[common], help=text)
+        p_run.add_argument("--config", default=None, help="YAML config file (see configs/)")
+        p_run.add_argument("--data", default=None, help="dataset name or path (overrides data.name)")
+        p_run.add_argument("--output", default=None, help="run folder (overrides output)")
+        p_run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="dotted config override, e.g. train.lr=0.001; repeatable")
+
+    p_eval = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint on valid and test")
+    p_eval.add_argument("--checkpoint", required=True, help="a backend.pt (or ddrm.pt) checkpoint")
+    p_eval.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
+    p_eval.add_argument("--split", nargs="+", default=["valid", "test"], choices=["valid", "test"])
+    p_eval.add_argument("--ks", type=int, nargs="+", default=None, help="cut-offs (default 10 20 50 100)")
 
     p_demo = sub.add_parser("demo", parents=[_common(data=False)], help="the main job on built-in synthetic data")
     p_demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -106,10 +120,11 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from .data.writer import save_dataset
 
+    seed = args.seed if args.seed is not None else 0
     split = {"method": args.method, "ratios": args.ratios, "mode": args.mode, "threshold": args.threshold,
-             "seed": args.seed}
-    cfg = _data_config(args, args.data, {"read": {"split": split, "seed": args.seed},
-                                         "noise_ratio": args.noise_ratio, "noise_seed": args.seed})
+             "seed": seed}
+    cfg = _data_config(args, args.data, {"read": {"split": split, "seed": seed},
+                                         "noise_ratio": args.noise_ratio, "noise_seed": seed})
     data = cfg.load(quiet=args.quiet)
     out = save_dataset(data, args.output)
     s = data.summary()
@@ -149,10 +164,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     data_cfg = _data_config(args, args.data, run.get("data"))
     eval_cfg = build_config(EvalConfig, overrides=run.get("eval", {}))
     payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet)
-    payload["seed"] = args.seed
-    text = format_table(metric_rows(payload["metrics"], eval_cfg.ks), ["split", "K", "recall", "ndcg", "precision",
-                                                                       "mrr", "hit"],
-                        title=f"{payload['model']} {payload['params']} on {payload['data']['name']}")
+    text = _metrics_text(payload, eval_cfg.ks, f"{payload['model']} {payload['params']} on {payload['data']['name']}")
     _emit(args, payload, text)
     return 0
 
@@ -164,7 +176,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     unknown = sorted(set(over) - {"synthetic"})
     if unknown:
         raise UsageError(f"demo accepts only synthetic.* overrides, not {unknown[0]!r}.")
-    syn = build_config(SyntheticConfig, overrides=deep_merge({"seed": args.seed}, over.get("synthetic", {})))
+    seed = args.seed if args.seed is not None else 0
+    syn = build_config(SyntheticConfig, overrides=deep_merge({"seed": seed}, over.get("synthetic", {})))
     data_cfg = DataConfig(name="synthetic", synthetic=syn)
     eval_cfg = EvalConfig()
     data = data_cfg.load(quiet=args.quiet)
@@ -174,17 +187,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
         runs[name] = res
         rows.append({"model": name, **{m: res["metrics"]["test"][m] for m in ("recall@20", "ndcg@20")},
                      "valid recall@20": res["metrics"]["valid"]["recall@20"], "fit s": round(res["fit_seconds"], 2)})
-    payload = {"command": "demo", "seed": args.seed, "data": data.summary(), "synthetic": to_dict(syn),
+    payload = {"command": "demo", "seed": seed, "data": data.summary(), "synthetic": to_dict(syn),
                "metrics": {r: v["metrics"] for r, v in runs.items()}}
     text = format_table(rows, ["model", "recall@20", "ndcg@20", "valid recall@20", "fit s"],
                         title=f"ddrm demo: synthetic data, {data.n_users} users x {data.n_items} items, "
                               f"{data.summary()['splits']['train'].get('noisy_interactions', 0)} planted noisy "
-                              f"train interactions, seed {args.seed} (test split)")
+                              f"train interactions, seed {seed} (test split)")
     _emit(args, payload, text)
     return 0
 
 
-HANDLERS = {"info": cmd_data_info, "prepare": cmd_data_prepare, "baseline": cmd_baseline, "demo": cmd_demo}
+def _run_config(cls, args: argparse.Namespace):
+    """Defaults < --config file < command-line flags < --set overrides."""
+    flags: dict[str, Any] = {}
+    if args.data is not None:
+        flags.setdefault("data", {})["name"] = args.data
+    if args.data_root is not None:
+        flags.setdefault("data", {})["root"] = args.data_root
+    if args.format is not None:
+        flags.setdefault("data", {}).setdefault("read", {})["format"] = args.format
+    if args.seed is not None:
+        flags["seed"] = args.seed
+    if args.output is not None:
+        flags["output"] = args.output
+    file_cfg = load_yaml(args.config) if args.config else {}
+    return build_config(cls, overrides=deep_merge(deep_merge(file_cfg, flags), parse_overrides(args.overrides)))
+
+
+def _metrics_text(payload: dict[str, Any], ks, title: str) -> str:
+    return format_table(metric_rows(payload["metrics"], ks), ["split", "K", "recall", "ndcg", "precision", "mrr",
+                                                              "hit"], title=title)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from .runs import PretrainConfig, run_pretrain
+
+    cfg = _run_config(PretrainConfig, args)
+    payload = run_pretrain(cfg, quiet=args.quiet)
+    title = (f"{cfg.backend.name} on {payload['data']['name']}: best epoch {payload['best_epoch']} of "
+             f"{payload['epochs_run']} ({payload['epoch_seconds_mean']:.2f} s/epoch), saved {payload['checkpoint']}")
+    _emit(args, payload, _metrics_text(payload, cfg.eval.ks, title))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .backends import Backend
+    from .checkpoint import load_checkpoint
+    from .runs import evaluate_splits
+
+    payload = load_checkpoint(args.checkpoint, "backend")
+    saved = payload.get("config", {})
+    data_dict = dict(saved.get("data", {}))
+    if args.data is not None:
+        data_dict = {"name": args.data}
+    if args.data_root is not None:
+        data_dict["root"] = args.data_root
+    if args.format is not None:
+        data_dict.setdefault("read", {})["format"] = args.format
+    data = build_config(DataConfig, overrides=data_dict).load(quiet=args.quiet)
+    eval_dict = dict(saved.get("eval", {}))
+    if args.ks:
+        eval_dict = {"ks": args.ks, "metric": f"recall@{args.ks[0]}"}
+    eval_cfg = build_config(EvalConfig, overrides=eval_dict)
+    model = Backend.load(args.checkpoint, data)
+    out = {"command": "evaluate", "checkpoint": str(args.checkpoint), "kind": payload["kind"],
+           "data": {"name": data.name, "fingerprint": data.fingerprint()},
+           "metrics": evaluate_splits(model, data, eval_cfg, splits=tuple(args.split))}
+    _emit(args, out, _metrics_text(out, eval_cfg.ks, f"{args.checkpoint} on {data.name}"))
+    return 0
+
+
+HANDLERS = {"info": cmd_data_info, "prepare": cmd_data_prepare, "baseline": cmd_baseline, "demo": cmd_demo,
+            "pretrain": cmd_pretrain, "evaluate": cmd_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

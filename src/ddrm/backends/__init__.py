@@ -1,0 +1,158 @@
+"""Backends: MF, LightGCN, SGL trained with BPR, or imported embeddings; all expose the same interface."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+import torch
+
+from ..checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
+from ..config import from_dict, to_dict
+from ..data.interactions import Interactions
+from ..errors import ConfigError
+from ..recommender import Recommender
+from ..settings import EvalConfig
+from ..training import TrainConfig, TrainResult, resolve_device, train_loop
+from .base import BackendConfig, EmbeddingBackend, check_shapes
+from .embeddings_io import load_embeddings
+from .graph import normalized_adjacency, propagate
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LAYERS = {"mf": 0, "lightgcn": 3, "sgl": 3, "import": 0}
+
+
+class Backend(Recommender):
+    """A fitted embedding model: ``user_embeddings()``, ``item_embeddings()``, ``score(users)``, ``loss(...)``.
+
+    Parameters
+    ----------
+    config : architecture (``BackendConfig``); train : optimisation (``TrainConfig``); eval : validation protocol
+    seed : seeds initialisation and sampling; quiet : no progress bars
+    """
+
+    def __init__(self, config: BackendConfig | None = None, train: TrainConfig | None = None,
+                 eval: EvalConfig | None = None, seed: int = 0, quiet: bool = False) -> None:
+        self.config = config or BackendConfig()
+        self.train = train or TrainConfig()
+        self.eval = eval or EvalConfig()
+        self.seed = seed
+        self.quiet = quiet
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.config.name
+
+    def _build(self, data: Interactions) -> EmbeddingBackend:
+        g = torch.Generator().manual_seed(self.seed)
+        module = EmbeddingBackend(data.train, self.config, g)
+        if self.config.name == "import":
+            user, item = load_embeddings(self.config, data.n_users, data.n_items)
+            check_shapes(user, item, data, self.config.path or self.config.user_path or "import")
+            if user.shape[1] != self.config.dim:
+                self.config = dataclasses.replace(self.config, dim=int(user.shape[1]))
+                module = EmbeddingBackend(data.train, self.config, g)
+            with torch.no_grad():
+                module.user.copy_(user)
+                module.item.copy_(item)
+        return module
+
+    def fit(self, data: Interactions) -> Backend:
+        """Build the module and train it with BPR (no training for ``import`` unless ``train.epochs > 0``)."""
+        device = resolve_device(self.train.device)
+        self.module_ = self._build(data).to(device)
+        self.device_ = device
+        self.train_ = data.train
+        epochs = self.train.epochs
+        if self.config.name == "import" and epochs:
+            logger.info("fine-tuning imported embeddings for up to %d epochs", epochs)
+        self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
+                                               desc=self.config.name, device=device)
+        self.module_.train(False)
+        return self
+
+    def user_embeddings(self) -> torch.Tensor:
+        """Final (propagated) user embeddings [n_users, d], computed once, no grad."""
+        self._check_fitted()
+        return self.module_.frozen()[0]
+
+    def item_embeddings(self) -> torch.Tensor:
+        """Final (propagated) item embeddings [n_items, d], computed once, no grad."""
+        self._check_fitted()
+        return self.module_.frozen()[1]
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores [B, n_items] = user_embeddings()[users] @ item_embeddings().T."""
+        self._check_fitted()
+        return self.module_.score(users)
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training loss terms on int64 triples [B] (key ``loss``)."""
+        return self.module_.loss(users, pos, neg)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | os.PathLike[str], data: Interactions, run_config: dict[str, Any] | None = None,
+             metrics: dict[str, Any] | None = None) -> None:
+        """Atomic ``.pt`` with config, data fingerprint, ego weights and the training summary."""
+        self._check_fitted()
+        save_checkpoint(path, {
+            "kind": "backend", "backend": to_dict(self.config), "train": to_dict(self.train), "seed": self.seed,
+            "config": run_config or {}, "data": data_info(data),
+            "state_dict": {"user": self.module_.user.detach().cpu(), "item": self.module_.item.detach().cpu()},
+            "result": {"best_epoch": self.result_.best_epoch, "best_valid": self.result_.best_valid,
+                       "epochs_run": self.result_.epochs_run, "seconds": self.result_.seconds},
+            "metrics": metrics or {},
+        })
+
+    @classmethod
+    def from_state(cls, data: Interactions, backend_cfg: dict[str, Any], train_cfg: dict[str, Any],
+                   state: dict[str, torch.Tensor], seed: int = 0, device: str = "cpu") -> Backend:
+        """Rebuild a fitted backend from saved configs and ego weights (``{"user": ..., "item": ...}``)."""
+        backend = cls(from_dict(BackendConfig, backend_cfg), from_dict(TrainConfig, train_cfg), seed=seed)
+        dev = resolve_device(device)
+        module = EmbeddingBackend(data.train, backend.config)
+        if tuple(state["user"].shape) != tuple(module.user.shape) or tuple(state["item"].shape) != tuple(
+                module.item.shape):
+            raise ConfigError(f"saved embeddings {tuple(state['user'].shape)} / {tuple(state['item'].shape)} do not "
+                              f"match the data and config.")
+        module.load_state_dict({"user": state["user"], "item": state["item"]})
+        backend.module_, backend.device_, backend.train_ = module.to(dev).train(False), dev, data.train
+        backend.result_ = TrainResult()
+        return backend
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], data: Interactions, device: str = "cpu") -> Backend:
+        """Inference-ready backend from a checkpoint, checked against ``data``."""
+        payload = load_checkpoint(path, "backend")
+        check_data(payload, data, path)
+        backend = cls.from_state(data, payload["backend"], payload["train"], payload["state_dict"],
+                                 int(payload.get("seed", 0)), device)
+        backend.result_ = TrainResult(best_epoch=payload["result"].get("best_epoch", 0))
+        backend.checkpoint_ = payload
+        return backend
+
+
+def build(name: str, **params: Any) -> Backend:
+    """A backend by name with flat keyword parameters, e.g. ``build("lightgcn", layers=3, epochs=50, lr=1e-3)``.
+
+    Keys of :class:`BackendConfig` and :class:`TrainConfig` are accepted, plus ``seed`` and ``quiet``.
+    """
+    bkeys = {f.name for f in dataclasses.fields(BackendConfig)}
+    tkeys = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(params) - bkeys - tkeys - {"seed", "quiet", "metric"})
+    if unknown:
+        raise ConfigError(f"unknown backend parameter {unknown[0]!r}.")
+    bdict = {"name": name, "layers": DEFAULT_LAYERS.get(name, 0), **{k: v for k, v in params.items() if k in bkeys}}
+    if name not in DEFAULT_LAYERS:
+        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(DEFAULT_LAYERS)}.")
+    ev = from_dict(EvalConfig, {"metric": params["metric"]}) if "metric" in params else EvalConfig()
+    return Backend(from_dict(BackendConfig, bdict), from_dict(TrainConfig, {k: v for k, v in params.items()
+                                                                            if k in tkeys}),
+                   ev, seed=params.get("seed", 0), quiet=params.get("quiet", False))
+
+
+__all__ = ["Backend", "BackendConfig", "EmbeddingBackend", "build", "load_embeddings", "normalized_adjacency",
+           "propagate", "DEFAULT_LAYERS"]

@@ -1,0 +1,162 @@
+"""Embedding backends: the model DDRM plugs into. MF, LightGCN and SGL share one module."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..data.interactions import Interactions
+from ..errors import ConfigError
+from .graph import normalized_adjacency, propagate
+
+logger = logging.getLogger(__name__)
+
+BackendName = Literal["mf", "lightgcn", "sgl", "import"]
+
+
+@dataclass
+class BackendConfig:
+    """Backend settings.
+
+    name : ``mf`` (dot product), ``lightgcn``, ``sgl`` or ``import`` (existing embeddings)
+    dim : embedding size; init_std : normal init scale of the ego embeddings
+    layers : LightGCN propagation layers (``mf`` default 0; on ``import`` applied on top of the loaded embeddings)
+    reg : L2 weight on the batch's ego embeddings (LightGCN convention: 0.5 * sum of squares / batch)
+    ssl_weight, ssl_temperature, ssl_ratio : SGL's InfoNCE weight, temperature and edge-dropout ratio
+    path : for ``import``: a torch state dict (``.pt``) or ``.npz``; or a ddrm backend checkpoint
+    user_key, item_key : the tensors to take from ``path`` (default: guessed from names and shapes)
+    user_path, item_path : for ``import`` from two ``.npy`` matrices instead of ``path``
+    """
+
+    name: BackendName = "lightgcn"
+    dim: int = 64
+    layers: int = 3
+    reg: float = 1e-4
+    init_std: float = 0.1
+    ssl_weight: float = 0.1
+    ssl_temperature: float = 0.2
+    ssl_ratio: float = 0.1
+    path: str | None = None
+    user_key: str | None = None
+    item_key: str | None = None
+    user_path: str | None = None
+    item_path: str | None = None
+
+    def validate(self) -> None:
+        if self.dim < 1 or self.layers < 0 or self.reg < 0 or self.init_std <= 0:
+            raise ConfigError("backend needs dim >= 1, layers >= 0, reg >= 0 and init_std > 0.")
+        if not 0 <= self.ssl_ratio < 1 or self.ssl_temperature <= 0 or self.ssl_weight < 0:
+            raise ConfigError("backend needs 0 <= ssl_ratio < 1, ssl_temperature > 0 and ssl_weight >= 0.")
+        if self.name == "import" and not (self.path or (self.user_path and self.item_path)):
+            raise ConfigError("backend 'import' needs backend.path, or backend.user_path and backend.item_path.")
+
+
+class EmbeddingBackend(nn.Module):
+    """User and item ego embeddings, optional LightGCN propagation, BPR loss, optional SGL contrastive loss.
+
+    Parameters
+    ----------
+    train : [n_users, n_items] CSR training matrix (builds the graph when ``cfg.layers > 0``)
+    cfg : the backend settings
+    generator : seeds the initialisation
+    """
+
+    def __init__(self, train, cfg: BackendConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_users, self.n_items = train.shape
+        self._train = train
+        g = generator or torch.Generator().manual_seed(0)
+        self.user = nn.Parameter(torch.randn(self.n_users, cfg.dim, generator=g) * cfg.init_std)
+        self.item = nn.Parameter(torch.randn(self.n_items, cfg.dim, generator=g) * cfg.init_std)
+        self.adj = normalized_adjacency(train) if cfg.layers > 0 else None
+        self.views: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.cfg.name == "sgl" and self.cfg.ssl_weight > 0
+
+    def _apply(self, fn, recurse=True):  # keep sparse graphs on the module's device
+        out = super()._apply(fn, recurse)
+        if self.adj is not None:
+            self.adj = fn(self.adj)
+        self._frozen = None
+        return out
+
+    def propagated(self, adj: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final embeddings (users [n_users, d], items [n_items, d]) through ``adj`` (default: the full graph)."""
+        return propagate(self.user, self.item, adj if adj is not None else self.adj, self.cfg.layers)
+
+    # -------------------------------------------------------------------------- training
+    def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
+        """SGL-ED: draw two edge-dropout views of the graph for this epoch."""
+        self._frozen = None
+        if self.uses_ssl:
+            dev = self.user.device
+            keep = [rng.random(self._train.nnz) >= self.cfg.ssl_ratio for _ in range(2)]
+            self.views = tuple(normalized_adjacency(self._train, k).to(dev) for k in keep)  # type: ignore[assignment]
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """BPR + L2 on the batch's ego embeddings (+ SGL InfoNCE). Inputs int64 [B]."""
+        self._frozen = None
+        u_all, i_all = self.propagated()
+        u, p, n = u_all[users], i_all[pos], i_all[neg]
+        bpr = F.softplus((u * n).sum(1) - (u * p).sum(1)).mean()
+        reg = 0.5 * (self.user[users].pow(2).sum() + self.item[pos].pow(2).sum() + self.item[neg].pow(2).sum())
+        reg = self.cfg.reg * reg / users.shape[0]
+        terms = {"bpr": bpr, "reg": reg}
+        if self.uses_ssl:
+            if self.views is None:
+                self.on_epoch_start(0, np.random.default_rng(0))
+            assert self.views is not None
+            u1, i1 = self.propagated(self.views[0])
+            u2, i2 = self.propagated(self.views[1])
+            uu, ii = torch.unique(users), torch.unique(pos)
+            terms["ssl"] = self.cfg.ssl_weight * (_info_nce(u1[uu], u2[uu], self.cfg.ssl_temperature)
+                                                  + _info_nce(i1[ii], i2[ii], self.cfg.ssl_temperature))
+        terms["loss"] = sum(terms.values())  # type: ignore[assignment]
+        return terms
+
+    # -------------------------------------------------------------------------- inference
+    def frozen(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Propagated embeddings computed once (no grad) and cached until the weights change.
+
+        Whoever updates the weights resets the cache (``loss`` and ``scorer`` do).
+        """
+        if self._frozen is None:
+            with torch.no_grad():
+                self._frozen = tuple(t.detach() for t in self.propagated())  # type: ignore[assignment]
+        assert self._frozen is not None
+        return self._frozen
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Dot-product scores [B, n_items] for user indices [B]."""
+        u, i = self.frozen()
+        return u[users.to(u.device)] @ i.T
+
+    def scorer(self) -> EmbeddingBackend:
+        self._frozen = None
+        return self
+
+
+def _info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE between two views [N, d]: row k of ``a`` should match row k of ``b`` among all rows of ``b``."""
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    logits = a @ b.T / temperature
+    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device), reduction="sum") / a.shape[0]
+
+
+def check_shapes(user: torch.Tensor, item: torch.Tensor, data: Interactions, where: str) -> None:
+    if user.ndim != 2 or item.ndim != 2 or user.shape[1] != item.shape[1]:
+        raise ConfigError(f"{where}: user and item embeddings must be 2-D with the same width, got "
+                          f"{tuple(user.shape)} and {tuple(item.shape)}.")
+    if user.shape[0] != data.n_users or item.shape[0] != data.n_items:
+        raise ConfigError(f"{where}: embeddings are {user.shape[0]} users x {item.shape[0]} items but the data has "
+                          f"{data.n_users} x {data.n_items}.")

@@ -1,0 +1,71 @@
+"""The conditional denoiser: sinusoidal timestep embedding + an MLP on [noisy embedding, time, condition]."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+Activation = Literal["tanh", "sigmoid", "relu"]
+_ACT = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding [B, dim] of timesteps [B]: ``[cos(t f_k), sin(t f_k)]``, ``f_k = max_period^(-k/half)``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class MLPDenoiser(nn.Module):
+    """``f(x_t, c, t) -> x0_hat``: input ``[dropout(x_t), Linear(temb(t)), c]``, then a mirrored MLP.
+
+    ``dims = (100, 1000)`` with embedding size d gives ``(2d + time_dim) -> 1000 -> 100 -> 1000 -> d``; the
+    activation follows every layer but the last. Xavier-normal weights, N(0, 0.001) biases (as the reference).
+
+    Shapes: x_t [B, d], cond [B, d], t int64 [B] -> [B, d].
+    """
+
+    def __init__(self, emb_dim: int, dims: Sequence[int] = (100, 1000), time_dim: int = 10,
+                 activation: Activation = "sigmoid", dropout: float = 0.5,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if activation not in _ACT:
+            raise ConfigError(f"unknown activation {activation!r}; use tanh, sigmoid or relu.")
+        if not dims or min(dims) < 1 or time_dim < 1 or not 0 <= dropout < 1:
+            raise ConfigError("denoiser needs non-empty positive dims, time_dim >= 1 and 0 <= dropout < 1.")
+        self.time_dim = time_dim
+        self.dropout = dropout
+        self.time_layer = nn.Linear(time_dim, time_dim)
+        sizes = [2 * emb_dim + time_dim, *reversed(dims), *dims[1:], emb_dim]
+        layers: list[nn.Module] = []
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            layers.append(nn.Linear(a, b))
+            if k < len(sizes) - 2:
+                layers.append(_ACT[activation]())
+        self.mlp = nn.Sequential(*layers)
+        g = generator or torch.Generator().manual_seed(0)
+        for m in [self.time_layer, *self.mlp]:
+            if isinstance(m, nn.Linear):
+                std = math.sqrt(2.0 / (m.in_features + m.out_features))
+                with torch.no_grad():
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=g) * std)
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.001)
+
+    def forward(self, x_t: torch.Tensor, cond: torch.Tensor, t: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """x0 estimate [B, d]; input dropout (training mode only) draws from ``generator`` when given."""
+        if self.training and self.dropout > 0:
+            keep = torch.rand(x_t.shape, generator=generator, device=x_t.device) >= self.dropout
+            x_t = x_t * keep.to(x_t.dtype) / (1.0 - self.dropout)
+        temb = self.time_layer(timestep_embedding(t, self.time_dim).to(x_t.dtype))
+        return self.mlp(torch.cat([x_t, temb, cond], dim=-1))

@@ -1,0 +1,142 @@
+"""Gaussian diffusion on embeddings: beta schedules, forward noising, posterior, one reverse step.
+
+The schedule object never calls a network: the caller runs the denoiser and hands its output to :meth:`step`.
+Notation: T = ``steps``; t in {0, ..., T-1}; ``abar_t = prod_{s<=t} (1 - beta_s)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+Schedule = Literal["linear", "linear-var", "cosine", "binomial"]
+Prediction = Literal["x0", "eps"]
+MAX_BETA = 0.999
+
+
+def make_betas(schedule: Schedule, steps: int, scale: float = 1.0, beta_min: float = 1e-4, beta_max: float = 2e-2,
+               first_beta: float | None = None) -> np.ndarray:
+    """Betas of shape [steps] (float64), as in DiffRec / DDRM.
+
+    - ``linear``: ``linspace(scale * min, scale * max, steps)``
+    - ``linear-var``: the variances ``1 - abar_t`` follow that linspace; ``beta_t = 1 - (1 - v_t) / (1 - v_{t-1})``,
+      capped at 0.999
+    - ``cosine``: Nichol & Dhariwal's ``abar(t) = cos^2((t + 0.008) / 1.008 * pi / 2)``, capped at 0.999
+    - ``binomial``: ``beta_t = 1 / (T - t + 1)``
+
+    ``first_beta`` overwrites beta at t = 0 (the reference code uses 1e-5). Invalid settings raise ConfigError.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"diffusion steps must be an integer >= 1, got {steps!r}.")
+    if schedule in ("linear", "linear-var"):
+        if not (scale > 0 and 0 < beta_min < beta_max):
+            raise ConfigError(f"noise schedule needs scale > 0 and 0 < noise_min < noise_max, got scale={scale}, "
+                              f"min={beta_min}, max={beta_max}.")
+        if scale * beta_max >= 1:
+            raise ConfigError(f"noise_scale * noise_max must be < 1, got {scale * beta_max}.")
+        lin = np.linspace(scale * beta_min, scale * beta_max, steps, dtype=np.float64)
+        if schedule == "linear":
+            betas = lin
+        else:
+            abar = 1.0 - lin
+            betas = np.empty(steps)
+            betas[0] = 1.0 - abar[0]
+            betas[1:] = np.minimum(1.0 - abar[1:] / abar[:-1], MAX_BETA)
+    elif schedule == "cosine":
+        t = np.arange(steps + 1, dtype=np.float64) / steps
+        abar = np.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = np.minimum(1.0 - abar[1:] / abar[:-1], MAX_BETA)
+    elif schedule == "binomial":
+        betas = 1.0 / (steps - np.arange(steps, dtype=np.float64) + 1)
+    else:
+        raise ConfigError(f"unknown noise schedule {schedule!r}; use linear, linear-var, cosine or binomial.")
+    if first_beta is not None:
+        betas = betas.copy()
+        betas[0] = first_beta
+    if not ((betas > 0) & (betas <= 1)).all():
+        raise ConfigError(f"betas must lie in (0, 1]; this schedule gives [{betas.min():.3g}, {betas.max():.3g}].")
+    return betas
+
+
+def _gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """values[t] as [B, 1] in ``like``'s dtype, for broadcasting against [B, d]."""
+    return values[t].to(like.dtype).unsqueeze(-1)
+
+
+class GaussianDiffusion(nn.Module):
+    """Schedule tensors as (float64) buffers so ``.to(device)`` and ``state_dict()`` just work.
+
+    Parameters
+    ----------
+    betas : [T] noise schedule from :func:`make_betas`
+    prediction : what the denoiser outputs, ``x0`` (DDRM) or ``eps``
+    """
+
+    def __init__(self, betas: np.ndarray | torch.Tensor, prediction: Prediction = "x0") -> None:
+        super().__init__()
+        if prediction not in ("x0", "eps"):
+            raise ConfigError(f"prediction must be 'x0' or 'eps', got {prediction!r}.")
+        self.prediction = prediction
+        b = torch.as_tensor(np.asarray(betas), dtype=torch.float64)
+        if b.ndim != 1 or not ((b > 0) & (b <= 1)).all():
+            raise ConfigError("betas must be a 1-D array with values in (0, 1].")
+        alphas = 1.0 - b
+        abar = torch.cumprod(alphas, 0)
+        abar_prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+        self.register_buffer("betas", b)
+        self.register_buffer("alphas_cumprod", abar)
+        self.register_buffer("alphas_cumprod_prev", abar_prev)
+        self.register_buffer("sqrt_alphas_cumprod", abar.sqrt())
+        self.register_buffer("sqrt_one_minus_alphas_cumprod", (1.0 - abar).sqrt())
+        self.register_buffer("posterior_variance", b * (1.0 - abar_prev) / (1.0 - abar))
+        self.register_buffer("posterior_mean_coef1", b * abar_prev.sqrt() / (1.0 - abar))
+        self.register_buffer("posterior_mean_coef2", (1.0 - abar_prev) * alphas.sqrt() / (1.0 - abar))
+
+    @property
+    def steps(self) -> int:
+        return int(self.betas.shape[0])
+
+    def check_timesteps(self, t: torch.Tensor) -> None:
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.steps):
+            raise ConfigError(f"timesteps must lie in [0, {self.steps - 1}], got [{int(t.min())}, {int(t.max())}].")
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Forward process: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps``; x0 [B, d], t int64 [B]."""
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        return _gather(self.sqrt_alphas_cumprod, t, x0) * x0 + _gather(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+
+    def posterior_mean_variance(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean [B, d] and variance [B, 1] of q(x_{t-1} | x_t, x_0). At t = 0 the mean is x0 itself."""
+        mean = _gather(self.posterior_mean_coef1, t, xt) * x0 + _gather(self.posterior_mean_coef2, t, xt) * xt
+        return mean, _gather(self.posterior_variance, t, xt)
+
+    def predict_x0(self, model_output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The x0 estimate implied by the denoiser's output (identity for x0-prediction)."""
+        if self.prediction == "x0":
+            return model_output
+        abar = _gather(self.alphas_cumprod, t, xt)
+        return (xt - (1.0 - abar).sqrt() * model_output) / abar.sqrt()
+
+    def step(self, model_output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, sample: bool = False,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """One reverse step x_t -> x_{t-1}: the posterior mean, plus noise when ``sample`` and t > 0."""
+        mean, var = self.posterior_mean_variance(self.predict_x0(model_output, xt, t), xt, t)
+        if not sample:
+            return mean
+        noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
+        return mean + (t > 0).to(xt.dtype).unsqueeze(-1) * var.sqrt() * noise
+
+    def noise_to_signal(self, t: int | None = None) -> float:
+        """``sqrt(1 - abar_t) / sqrt(abar_t)`` at step t (default T - 1): the std of the injected noise per unit of
+        signal (for unit-variance embeddings it is the noise-to-signal norm ratio)."""
+        k = self.steps - 1 if t is None else t
+        return float(self.sqrt_one_minus_alphas_cumprod[k] / self.sqrt_alphas_cumprod[k])

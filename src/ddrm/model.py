@@ -1,0 +1,366 @@
+"""DDRM: two conditional denoisers on top of a backend's embeddings (Zhao et al., SIGIR 2024).
+
+Training (METHOD.md section 4), for triples (u, i, j) and one t per triple:
+    x0_hat_u = f_u(q_sample(e_u, t), e_i, t);  x0_hat_i = f_i(q_sample(e_i, t), e_u, t)
+    s_pos = <x0_hat_u, x0_hat_i>;  s_neg = <x0_hat_u, e_j>
+    L = mean[ sigmoid(s_pos)^beta (stop-grad) * ((1 - alpha) BPR + alpha * reconstruction) ]
+Inference (section 5): start from the user's history average, noise it to step T - 1, run S reverse steps of the
+item denoiser guided by e_u, and rank all items by <x, e_i>.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backends import Backend
+from .backends.base import EmbeddingBackend
+from .checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
+from .config import from_dict, to_dict
+from .data.interactions import Interactions
+from .denoiser import Activation, MLPDenoiser
+from .diffusion import GaussianDiffusion, Prediction, Schedule, make_betas
+from .errors import ConfigError
+from .recommender import Recommender
+from .settings import EvalConfig
+from .training import TrainConfig, TrainResult, resolve_device, train_loop
+
+logger = logging.getLogger(__name__)
+
+Start = Literal["history", "noise", "user"]
+
+
+@dataclass
+class DDRMConfig:
+    """DDRM hyper-parameters (defaults: the reference MF configuration on ML-1M).
+
+    steps : diffusion steps T; sampling_steps : reverse steps S at inference (None = T; S > T is an error)
+    schedule, noise_scale, noise_min, noise_max, first_beta : the beta schedule (see ``make_betas``)
+    prediction : the denoisers predict ``x0`` (DDRM) or ``eps``
+    dims, activation, time_dim, dropout : denoiser MLP (mirrored hidden sizes) and its input dropout
+    alpha : weight of the reconstruction loss against BPR; beta : reweighting exponent (0 = off)
+    reconstruction : ablation switch; false drops the reconstruction term
+    user_denoiser, item_denoiser : ablation switches; a disabled denoiser passes its input through
+        (item denoiser off = rank by the history average itself)
+    start : inference start point: ``history`` (average of the user's train items), ``noise`` (pure Gaussian
+        noise) or ``user`` (the user's own embedding)
+    sampling_noise : add posterior noise in the reverse steps (the reference does not)
+    freeze_backend : keep the backend fixed (its embeddings computed once) or fine-tune it jointly
+    backend_lr : learning rate of the backend when ``freeze_backend`` is false
+    bf16 : bfloat16 autocast for the denoiser MLPs (CPU and GPU)
+    """
+
+    steps: int = 20
+    sampling_steps: int | None = None
+    schedule: Schedule = "linear-var"
+    noise_scale: float = 1e-4
+    noise_min: float = 1e-4
+    noise_max: float = 1e-3
+    first_beta: float | None = 1e-5
+    prediction: Prediction = "x0"
+    dims: tuple[int, ...] = (100, 1000)
+    activation: Activation = "sigmoid"
+    time_dim: int = 10
+    dropout: float = 0.5
+    alpha: float = 0.4
+    beta: float = 1.0
+    reconstruction: bool = True
+    user_denoiser: bool = True
+    item_denoiser: bool = True
+    start: Start = "history"
+    sampling_noise: bool = False
+    freeze_backend: bool = True
+    backend_lr: float = 1e-5
+    bf16: bool = False
+
+    def validate(self) -> None:
+        if self.sampling_steps is not None and not 0 <= self.sampling_steps <= self.steps:
+            raise ConfigError(f"sampling_steps must be between 0 and steps={self.steps}, got {self.sampling_steps} "
+                              f"(the reference code silently reuses the last step's coefficients beyond T).")
+        if not 0 <= self.alpha <= 1 or self.beta < 0:
+            raise ConfigError(f"alpha must be in [0, 1] and beta >= 0, got alpha={self.alpha}, beta={self.beta}.")
+        if self.backend_lr <= 0:
+            raise ConfigError("backend_lr must be > 0.")
+        make_betas(self.schedule, self.steps, self.noise_scale, self.noise_min, self.noise_max, self.first_beta)
+
+    @property
+    def sampling(self) -> int:
+        return self.steps if self.sampling_steps is None else self.sampling_steps
+
+
+class DDRMModule(nn.Module):
+    """The trainable part: diffusion buffers + user and item denoisers, over a backend module."""
+
+    def __init__(self, backend: EmbeddingBackend, train: sp.csr_matrix, cfg: DDRMConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backend = backend
+        self.train_matrix = train
+        d = backend.cfg.dim
+        g = torch.Generator().manual_seed(seed)
+        betas = make_betas(cfg.schedule, cfg.steps, cfg.noise_scale, cfg.noise_min, cfg.noise_max, cfg.first_beta)
+        self.diffusion = GaussianDiffusion(betas, cfg.prediction)
+        self.user_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g)
+        self.item_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g)
+        for p in backend.parameters():
+            p.requires_grad_(not cfg.freeze_backend)
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self._history: torch.Tensor | None = None
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        dev = self.diffusion.betas.device
+        if self.generator.device != dev:
+            state = self.generator.initial_seed()
+            self.generator = torch.Generator(device=dev).manual_seed(state)
+        self._history = None
+        return out
+
+    def state_dict(self, *args, **kwargs):  # the backend is saved on its own
+        return {k: v for k, v in super().state_dict(*args, **kwargs).items() if not k.startswith("backend.")}
+
+    def load_state_dict(self, state, strict: bool = True):
+        own = {k: v for k, v in super().state_dict().items() if k.startswith("backend.")}
+        return super().load_state_dict({**own, **state}, strict=strict)
+
+    # ------------------------------------------------------------------ embeddings
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backend embeddings: computed once when frozen, with gradient when fine-tuned."""
+        if self.cfg.freeze_backend or not self.training:
+            return self.backend.frozen()
+        return self.backend.propagated()
+
+    def history_average(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Mean item embedding [B, d] of each user's training items (zeros for a user without any)."""
+        rows = self.train_matrix[users.cpu().numpy()]
+        deg = np.maximum(np.diff(rows.indptr), 1).astype(np.float32)
+        norm = sp.diags(1.0 / deg) @ rows
+        m = torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
+                                    torch.from_numpy(norm.indices.astype(np.int64)),
+                                    torch.from_numpy(norm.data.astype(np.float32)), size=norm.shape).to(items.device)
+        return m @ items
+
+    # ------------------------------------------------------------------ training
+    def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
+        if not self.cfg.freeze_backend:
+            self.backend._frozen = None
+
+    def _autocast(self):
+        dev = self.diffusion.betas.device.type
+        return torch.autocast(dev, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
+    def denoise_pair(self, e_u: torch.Tensor, e_i: torch.Tensor, t: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0_hat_u, x0_hat_i) [B, d] from noised e_u / e_i at steps t, each guided by the other's clean embedding."""
+        g = self.generator
+        with self._autocast():
+            xu = (self.user_denoiser(self.diffusion.q_sample(e_u, t, generator=g), e_i, t, g)
+                  if self.cfg.user_denoiser else e_u)
+            xi = (self.item_denoiser(self.diffusion.q_sample(e_i, t, generator=g), e_u, t, g)
+                  if self.cfg.item_denoiser else e_i)
+        return xu.float(), xi.float()
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reweighted (1 - alpha) BPR + alpha reconstruction; int64 triples [B]."""
+        if not self.cfg.freeze_backend:
+            self.backend._frozen = None
+        u_all, i_all = self.embeddings()
+        e_u, e_i, e_j = u_all[users], i_all[pos], i_all[neg]
+        t = torch.randint(0, self.cfg.steps, (users.shape[0],), generator=self.generator, device=users.device)
+        xu, xi = self.denoise_pair(e_u, e_i, t)
+        s_pos = (xu * xi).sum(1)
+        s_neg = (xu * e_j).sum(1)
+        bpr = -F.logsigmoid(s_pos - s_neg)
+        rec = ((e_u - xu).pow(2).mean(1) + (e_i - xi).pow(2).mean(1)) / 2
+        alpha = self.cfg.alpha if self.cfg.reconstruction else 0.0
+        weight = torch.sigmoid(s_pos.detach()).pow(self.cfg.beta) if self.cfg.beta > 0 else torch.ones_like(s_pos)
+        loss = (weight * ((1 - alpha) * bpr + alpha * rec)).mean()
+        return {"loss": loss, "bpr": bpr.mean().detach(), "rec": rec.mean().detach(),
+                "weight": weight.mean().detach()}
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The generated "ideal item" embedding [B, d] for user indices [B]."""
+        u_all, i_all = self.backend.frozen()
+        users = users.to(u_all.device)
+        e_u = u_all[users]
+        if self.cfg.start == "history":
+            x0 = self.history_average(users, i_all)
+        elif self.cfg.start == "user":
+            x0 = e_u
+        else:
+            x0 = None
+        if not self.cfg.item_denoiser:
+            return x0 if x0 is not None else e_u
+        T, S = self.cfg.steps, self.cfg.sampling
+        g = generator
+        if x0 is None:
+            x = torch.randn(e_u.shape, generator=g, device=e_u.device, dtype=e_u.dtype)
+        else:
+            x = self.diffusion.q_sample(x0, torch.full((users.shape[0],), T - 1, device=e_u.device), generator=g)
+        with self._autocast():
+            for step in range(S - 1, -1, -1):
+                t = torch.full((users.shape[0],), step, device=e_u.device, dtype=torch.long)
+                out = self.item_denoiser(x, e_u, t).float()
+                x = self.diffusion.step(out, x.float(), t, sample=self.cfg.sampling_noise, generator=g)
+        return x.float()
+
+    def scorer(self) -> DDRMModule:
+        if not self.cfg.freeze_backend:
+            self.backend._frozen = None  # the backend changed since the cache was filled
+        return self
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """<generated item, e_i> for every item: [B, n_items]. Inference noise is seeded per batch."""
+        g = torch.Generator(device=self.diffusion.betas.device).manual_seed(self.seed + 2 + int(users[0]))
+        return self.generate(users, g) @ self.backend.frozen()[1].T
+
+    @torch.no_grad()
+    def positive_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """s_pos = <x0_hat_u, x0_hat_i> at t = 0 without dropout, for (user, item) pairs [n] (noise detection)."""
+        u_all, i_all = self.backend.frozen()
+        t = torch.zeros(users.shape[0], dtype=torch.long, device=u_all.device)
+        g = torch.Generator(device=u_all.device).manual_seed(self.seed + 3)
+        xu, xi = self.denoise_pair(u_all[users], i_all[items], t) if g is not None else (None, None)
+        return (xu * xi).sum(1)
+
+
+class DDRM(Recommender):
+    """DDRM on top of a :class:`~ddrm.backends.Backend`.
+
+    Parameters
+    ----------
+    backend : a fitted backend (trained, imported or loaded)
+    config : :class:`DDRMConfig`; keyword overrides (``steps=50, alpha=0.1, ...``) are applied on top
+    train : optimisation (denoisers use ``train.lr``); eval : validation protocol; seed : all randomness
+    """
+
+    name = "ddrm"
+
+    def __init__(self, backend: Backend, config: DDRMConfig | None = None, train: TrainConfig | None = None,
+                 eval: EvalConfig | None = None, seed: int = 0, quiet: bool = False, **overrides: Any) -> None:
+        self.backend = backend
+        base = to_dict(config or DDRMConfig())
+        unknown = sorted(set(overrides) - set(base))
+        if unknown:
+            raise ConfigError(f"unknown DDRM parameter {unknown[0]!r}.")
+        self.config = from_dict(DDRMConfig, {**base, **overrides})
+        self.train = train or TrainConfig()
+        self.eval = eval or EvalConfig()
+        self.seed = seed
+        self.quiet = quiet
+
+    def params(self) -> dict[str, Any]:
+        return to_dict(self.config)
+
+    def _build(self, data: Interactions) -> DDRMModule:
+        self.backend._check_fitted()
+        if (self.backend.module_.n_users, self.backend.module_.n_items) != (data.n_users, data.n_items):
+            raise ConfigError(f"the backend has {self.backend.module_.n_users} users x {self.backend.module_.n_items} "
+                              f"items but the data has {data.n_users} x {data.n_items}.")
+        return DDRMModule(self.backend.module_, data.train, self.config, self.seed)
+
+    def fit(self, data: Interactions) -> DDRM:
+        """Train the denoisers (and the backend when ``freeze_backend`` is false); keeps the best validation state."""
+        device = resolve_device(self.train.device)
+        self.module_ = self._build(data).to(device)
+        self.device_ = device
+        self.train_ = data.train
+        logger.info("DDRM: noise-to-signal ratio at T: %.4g (std of injected noise per unit of signal); "
+                    "measured on this backend: %.4g", self.module_.diffusion.noise_to_signal(),
+                    self.measured_noise_ratio())
+        groups = [{"params": list(self.module_.user_denoiser.parameters())
+                   + list(self.module_.item_denoiser.parameters())}]
+        if not self.config.freeze_backend:
+            groups.append({"params": list(self.backend.module_.parameters()), "lr": self.config.backend_lr})
+        self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
+                                               desc="ddrm", device=device, params=groups)
+        self.module_.train(False)
+        self.backend.module_._frozen = None
+        return self
+
+    def measured_noise_ratio(self) -> float:
+        """Mean ||q_sample(e, T-1) - sqrt(abar) e|| / ||e|| over item embeddings: the noise actually injected."""
+        items = self.backend.item_embeddings()
+        d = self.module_.diffusion
+        k = d.steps - 1
+        noise_norm = float(d.sqrt_one_minus_alphas_cumprod[k]) * np.sqrt(items.shape[1])
+        return float((noise_norm / items.norm(dim=1).clamp_min(1e-12)).mean())
+
+    def generate(self, users: torch.Tensor) -> torch.Tensor:
+        """Generated ideal-item embeddings [B, d]."""
+        self._check_fitted()
+        return self.module_.generate(users)
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores [B, n_items] of every item against the generated ideal item."""
+        self._check_fitted()
+        return self.module_.score(users)
+
+    def noise_scores(self, data: Interactions) -> np.ndarray:
+        """DDRM's reweighting score s_pos for every training interaction (CSR order) [nnz]; low = likely noise."""
+        self._check_fitted()
+        users, items = data.pairs("train")
+        out = []
+        self.module_.train(False)
+        for lo in range(0, users.size, 65536):
+            u = torch.from_numpy(users[lo:lo + 65536]).to(self.device_)
+            i = torch.from_numpy(items[lo:lo + 65536]).to(self.device_)
+            out.append(self.module_.positive_scores(u, i).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: str | os.PathLike[str], data: Interactions, run_config: dict[str, Any] | None = None,
+             metrics: dict[str, Any] | None = None) -> None:
+        """Atomic ``.pt``: DDRM config, denoiser weights, the backend's config and weights, data fingerprint."""
+        self._check_fitted()
+        b = self.backend
+        save_checkpoint(path, {
+            "kind": "ddrm", "ddrm": to_dict(self.config), "train": to_dict(self.train), "seed": self.seed,
+            "config": run_config or {}, "data": data_info(data),
+            "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
+            "backend": {"backend": to_dict(b.config), "train": to_dict(b.train), "seed": b.seed,
+                        "state_dict": {"user": b.module_.user.detach().cpu(), "item": b.module_.item.detach().cpu()}},
+            "result": {"best_epoch": self.result_.best_epoch, "best_valid": self.result_.best_valid,
+                       "epochs_run": self.result_.epochs_run, "seconds": self.result_.seconds},
+            "metrics": metrics or {},
+        })
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], data: Interactions, device: str = "cpu") -> DDRM:
+        """Inference-ready DDRM (with its backend) from a checkpoint, checked against ``data``."""
+        payload = load_checkpoint(path, "ddrm")
+        check_data(payload, data, path)
+        bp = payload["backend"]
+        backend = Backend.from_state(data, bp["backend"], bp["train"], bp["state_dict"], bp.get("seed", 0), device)
+        model = cls(backend, from_dict(DDRMConfig, payload["ddrm"]), from_dict(TrainConfig, payload["train"]),
+                    seed=int(payload.get("seed", 0)))
+        dev = resolve_device(device)
+        module = model._build(data)
+        try:
+            module.load_state_dict(payload["state_dict"])
+        except RuntimeError as exc:
+            raise ConfigError(f"{path}: denoiser weights do not match the saved config ({str(exc)[:120]}).") from None
+        model.module_, model.device_, model.train_ = module.to(dev).train(False), dev, data.train
+        model.result_ = TrainResult(best_epoch=payload["result"].get("best_epoch", 0))
+        model.checkpoint_ = payload
+        return model
+
+
+def replace_config(cfg: DDRMConfig, **changes: Any) -> DDRMConfig:
+    """A validated copy of ``cfg`` with ``changes`` (for ablations and sweeps)."""
+    new = dataclasses.replace(cfg, **changes)
+    new.validate()
+    return new

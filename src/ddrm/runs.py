@@ -1,0 +1,68 @@
+"""Run orchestration behind the CLI: resolve a config, fit, evaluate, and write a run folder atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backends import Backend, BackendConfig
+from .checkpoint import data_info
+from .config import dump_yaml, to_dict
+from .data.interactions import Interactions
+from .evaluation import evaluate
+from .io import atomic_open, write_json
+from .settings import DataConfig, EvalConfig
+from .training import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainConfig:
+    """``ddrm pretrain``: train a backend with BPR and keep the best validation state."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    output: str = "runs/pretrain"
+
+
+def evaluate_splits(model, data: Interactions, eval_cfg: EvalConfig, device="cpu",
+                    splits: tuple[str, ...] = ("valid", "test")) -> dict[str, dict[str, float]]:
+    """``{split: metrics}`` for the given splits (test is evaluated once, after model selection)."""
+    return {s: evaluate(model, data, s, eval_cfg.ks, eval_cfg.batch_size, device=device).metrics for s in splits}
+
+
+def write_run(folder: str | os.PathLike[str], config: Any, payload: dict[str, Any]) -> Path:
+    """Write ``config.yaml`` (the resolved config) and ``metrics.json`` into ``folder``, each atomically."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out / "config.yaml", "w", encoding="utf-8") as fh:
+        fh.write(dump_yaml(config))
+    write_json(out / "metrics.json", payload)
+    return out
+
+
+def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | None = None) -> dict[str, Any]:
+    """Load data, train the backend, evaluate valid + test, save ``backend.pt`` + config + metrics."""
+    data = data if data is not None else cfg.data.load(quiet=quiet)
+    t0 = time.perf_counter()
+    backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data)
+    metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
+    res = backend.result_
+    payload = {
+        "command": "pretrain", "backend": cfg.backend.name, "seed": cfg.seed, "data": data_info(data),
+        "metrics": metrics, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+        "epoch_seconds_mean": (sum(res.epoch_seconds) / len(res.epoch_seconds)) if res.epoch_seconds else 0.0,
+        "seconds": time.perf_counter() - t0, "output": cfg.output,
+        "checkpoint": str(Path(cfg.output) / "backend.pt"),
+    }
+    backend.save(Path(cfg.output) / "backend.pt", data, to_dict(cfg), metrics)
+    write_run(cfg.output, cfg, payload)
+    return payload

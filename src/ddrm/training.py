@@ -1,0 +1,185 @@
+"""The training loop shared by backends and DDRM: BPR triples per epoch, Adam, validation, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data.interactions import Interactions
+from .data.sampling import _keys, sample_triples
+from .errors import ConfigError, DDRMError
+from .evaluation import Scorer, evaluate
+from .settings import EvalConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings.
+
+    epochs : maximum number of epochs (one epoch = as many triples as training interactions)
+    batch_size : triples per step
+    lr : Adam learning rate; weight_decay : Adam weight decay
+    eval_every : validate every this many epochs (all validation users)
+    patience : stop after this many validations without improvement of ``eval.metric``
+    device : ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
+    """
+
+    epochs: int = 100
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    eval_every: int = 5
+    patience: int = 5
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.eval_every < 1 or self.patience < 1:
+            raise ConfigError("train needs epochs >= 0, batch_size >= 1, lr > 0, eval_every >= 1 and patience >= 1.")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available else cpu; a cuda device that is absent is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine.")
+    return dev
+
+
+class TrainableModel(Protocol):
+    """What the loop needs: parameters, a loss on triples, and a scorer for validation."""
+
+    def parameters(self): ...
+
+    def train(self, mode: bool = True): ...
+
+    def state_dict(self): ...
+
+    def load_state_dict(self, state, strict: bool = True): ...
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms for int64 index tensors of shape [B]; key ``loss`` is minimised."""
+        ...
+
+    def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None: ...
+
+    def scorer(self) -> Scorer:
+        """A frozen scorer for evaluation (embeddings computed once)."""
+        ...
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced: best epoch, its validation metrics, and the history."""
+
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    best_valid: dict[str, float] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    epochs_run: int = 0
+    seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+class NonFiniteLoss(DDRMError):
+    """A loss became NaN or inf."""
+
+
+def train_loop(
+    model: TrainableModel,
+    data: Interactions,
+    cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+    seed: int = 0,
+    quiet: bool = False,
+    desc: str = "train",
+    device: torch.device | None = None,
+    params: list | None = None,
+    on_epoch_end: Callable[[int, TrainResult], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` with Adam on BPR triples, validating every ``eval_every`` epochs; keeps the best state.
+
+    ``params`` may be a list of parameters or of Adam parameter groups (dicts with their own ``lr``).
+    The model ends in the state of its best validation score (or the last state when ``epochs == 0``).
+    """
+    device = device or torch.device("cpu")
+    groups = params if params is not None else [{"params": list(model.parameters())}]
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    groups = [g for g in groups if g["params"]]
+    result = TrainResult()
+    if cfg.epochs == 0 or not groups:
+        return result
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(seed)
+    keys = _keys(data.train)
+    n = data.train.nnz
+    best_state = None
+    bad = 0
+    t_start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train(True)
+        model.on_epoch_start(epoch, rng)
+        users, pos, neg = (torch.from_numpy(a).to(device) for a in sample_triples(data.train, n, rng, keys))
+        total, steps = 0.0, 0
+        bar = tqdm(range(0, n, cfg.batch_size), desc=f"{desc} epoch {epoch}", leave=False, disable=quiet)
+        for lo in bar:
+            sl = slice(lo, lo + cfg.batch_size)
+            terms = model.loss(users[sl], pos[sl], neg[sl])
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                detail = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}, step {steps} ({detail}); "
+                                    f"try a lower learning rate.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            steps += 1
+            if steps % 20 == 0:
+                bar.set_postfix(loss=f"{total / steps:.4f}", valid=f"{result.best_score:.4f}")
+        model.train(False)
+        entry = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.perf_counter() - t0}
+        result.epoch_seconds.append(entry["seconds"])
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            metrics = evaluate(model.scorer(), data, "valid", eval_cfg.ks, eval_cfg.batch_size, device=device).metrics
+            score = metrics[eval_cfg.metric]
+            entry["valid"] = metrics
+            if score > result.best_score:
+                result.best_score, result.best_epoch, result.best_valid = score, epoch, metrics
+                best_state = copy.deepcopy(model.state_dict())
+                bad = 0
+            else:
+                bad += 1
+            logger.info("%s epoch %d: loss %.4f, valid %s %.4f (best %.4f at %d)", desc, epoch, entry["loss"],
+                        eval_cfg.metric, score, result.best_score, result.best_epoch)
+        result.history.append(entry)
+        result.epochs_run = epoch
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, result)
+        if bad >= cfg.patience:
+            logger.info("%s: early stop at epoch %d (no improvement in %d validations)", desc, epoch, bad)
+            break
+    opt.zero_grad(set_to_none=True)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.train(False)
+    result.seconds = time.perf_counter() - t_start
+    return result

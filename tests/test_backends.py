@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ddrm.backends import Backend, build, normalized_adjacency, propagate
+from ddrm.backends.base import _info_nce
+from ddrm.cli import main
+from ddrm.data import SyntheticConfig, load_dataset, make_synthetic
+from ddrm.errors import CheckpointError, ConfigError
+from ddrm.evaluation import evaluate
+
+from .conftest import require_shared
+
+
+def test_normalized_adjacency_matches_formula(random_data):
+    r = random_data.train.toarray()
+    n_u, n_i = r.shape
+    a = np.block([[np.zeros((n_u, n_u)), r], [r.T, np.zeros((n_i, n_i))]])
+    d = a.sum(1)
+    inv = np.where(d > 0, d, 1) ** -0.5 * (d > 0)
+    expected = inv[:, None] * a * inv[None, :]
+    got = normalized_adjacency(random_data.train).to_dense().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    np.testing.assert_allclose(got, got.T)
+
+
+def test_propagation_is_layer_mean_and_gradient_is_exact(random_data):
+    adj = normalized_adjacency(random_data.train)
+    dense = adj.to_dense()
+    u = torch.randn(random_data.n_users, 4, dtype=torch.float32, requires_grad=True)
+    i = torch.randn(random_data.n_items, 4, dtype=torch.float32, requires_grad=True)
+    pu, pi = propagate(u, i, adj, 2)
+    e = torch.cat([u, i])
+    ref = (e + dense @ e + dense @ (dense @ e)) / 3
+    torch.testing.assert_close(torch.cat([pu, pi]), ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(ref)
+    (torch.cat([pu, pi]) * g).sum().backward()
+    grad_fast = u.grad.clone()
+    u.grad = None
+    (ref * g).sum().backward()
+    torch.testing.assert_close(grad_fast, u.grad, atol=1e-5, rtol=1e-5)
+    same = propagate(u, i, adj, 0)
+    assert same[0] is u
+
+
+def test_info_nce_matches_naive():
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    t = 0.5
+    an, bn = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    naive = np.mean([-np.log(np.exp(float(an[k] @ bn[k]) / t) / np.exp((an[k] @ bn.T).numpy() / t).sum())
+                     for k in range(5)])
+    assert _info_nce(a, b, t).item() == pytest.approx(naive, rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small():
+    return make_synthetic(SyntheticConfig(n_users=150, n_items=80, mean_items=12, noise_ratio=0.0, seed=3))
+
+
+@pytest.mark.parametrize("name,extra", [("mf", {"lr": 0.02}), ("lightgcn", {"lr": 0.02, "layers": 2}),
+                                        ("sgl", {"lr": 0.02, "layers": 2})])
+def test_backends_learn_better_than_random(small, name, extra):
+    b = build(name, epochs=15, eval_every=5, batch_size=256, seed=0, quiet=True, **extra).fit(small)
+    r = evaluate(b, small, "test", (10,)).metrics["recall@10"]
+    assert r > 2.5 * 10 / small.n_items, r  # random ranking gets ~ 10 / n_items
+    assert b.user_embeddings().shape == (small.n_users, 64) and b.item_embeddings().shape == (small.n_items, 64)
+    assert b.result_.best_epoch in (5, 10, 15)
+
+
+def test_training_is_seeded(small):
+    a = build("mf", epochs=3, eval_every=3, batch_size=256, seed=1, quiet=True).fit(small)
+    b = build("mf", epochs=3, eval_every=3, batch_size=256, seed=1, quiet=True).fit(small)
+    c = build("mf", epochs=3, eval_every=3, batch_size=256, seed=2, quiet=True).fit(small)
+    assert torch.equal(a.user_embeddings(), b.user_embeddings())
+    assert not torch.equal(a.user_embeddings(), c.user_embeddings())
+
+
+def test_import_formats_and_checkpoint_roundtrip(small, tmp_path):
+    u, i = torch.randn(small.n_users, 8), torch.randn(small.n_items, 8)
+    torch.save({"embedding_user.weight": u, "embedding_item.weight": i}, tmp_path / "sd.pt")
+    np.savez(tmp_path / "emb.npz", users=u.numpy(), items=i.numpy())
+    np.save(tmp_path / "u.npy", u.numpy())
+    np.save(tmp_path / "i.npy", i.numpy())
+    variants = [{"path": str(tmp_path / "sd.pt")}, {"path": str(tmp_path / "emb.npz")},
+                {"user_path": str(tmp_path / "u.npy"), "item_path": str(tmp_path / "i.npy")}]
+    for v in variants:
+        b = build("import", layers=1, epochs=0, **v).fit(small)
+        pu, pi = propagate(u, i, normalized_adjacency(small.train), 1)
+        torch.testing.assert_close(b.user_embeddings(), pu)
+        torch.testing.assert_close(b.score(torch.tensor([3])), pu[3:4] @ pi.T)
+    b.save(tmp_path / "b.pt", small)
+    again = Backend.load(tmp_path / "b.pt", small)
+    torch.testing.assert_close(again.score(torch.arange(5)), b.score(torch.arange(5)))
+    other = make_synthetic(SyntheticConfig(n_users=100, n_items=80, mean_items=12, seed=3))
+    with pytest.raises(CheckpointError, match="users x"):
+        Backend.load(tmp_path / "b.pt", other)
+    (tmp_path / "trunc.pt").write_bytes((tmp_path / "b.pt").read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        Backend.load(tmp_path / "trunc.pt", small)
+    torch.save({"x": torch.zeros(3, 8)}, tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="user_key"):
+        build("import", path=str(tmp_path / "bad.pt"), epochs=0).fit(small)
+
+
+def test_cli_pretrain_then_evaluate(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  name: synthetic\n  synthetic: {n_users: 120, n_items: 60, mean_items: 10}\n"
+                   "backend: {name: lightgcn, layers: 2}\ntrain: {epochs: 4, eval_every: 2, batch_size: 512, lr: 0.01}\n")
+    out = tmp_path / "run"
+    code = main(["pretrain", "--config", str(cfg), "--output", str(out), "--set", "eval.ks=[10,20]", "--json",
+                 "--quiet", "--seed", "1"])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["backend.pt", "config.yaml", "metrics.json"]
+    assert payload["seed"] == 1 and payload["best_epoch"] in (2, 4)
+    code = main(["evaluate", "--checkpoint", str(out / "backend.pt"), "--json", "--quiet"])
+    again = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert again["metrics"]["test"]["recall@20"] == pytest.approx(payload["metrics"]["test"]["recall@20"])
+    code = main(["pretrain", "--config", str(cfg), "--set", "backend.nme=mf", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "backend.nme" in err
+
+
+def test_reference_lightgcn_import_cross_check():
+    root = require_shared("data")
+    ckpt = require_shared("reference", "ddrm-official-ml-1m", "lightgcn.pt")
+    data = load_dataset("ml-1m_noisy", root=root)
+    b = build("import", path=str(ckpt), layers=4, epochs=0).fit(data)
+    r = evaluate(b, data, "test", (20,)).metrics
+    assert r["recall@20"] == pytest.approx(0.1267, abs=0.001)
