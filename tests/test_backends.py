@@ -133,3 +133,13 @@ def test_reference_lightgcn_import_cross_check():
     b = build("import", path=str(ckpt), layers=4, epochs=0).fit(data)
     r = evaluate(b, data, "test", (20,)).metrics
     assert r["recall@20"] == pytest.approx(0.1267, abs=0.001)
+
+
+def test_fit_ends_on_the_best_validation_state(small):
+    """Scores after fit must come from the restored best weights, not from a stale cache of the last epoch."""
+    b = build("lightgcn", layers=2, epochs=12, eval_every=2, patience=10, lr=0.05, batch_size=128, seed=0,
+              quiet=True).fit(small)
+    valid = evaluate(b, small, "valid", (20,)).metrics["recall@20"]
+    assert valid == pytest.approx(b.result_.best_score)
+    u, i = propagate(b.module_.user.detach(), b.module_.item.detach(), b.module_.adj, 2)
+    torch.testing.assert_close(b.user_embeddings(), u)

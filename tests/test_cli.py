@@ -17,12 +17,14 @@ def run(capsys, *argv):
 
 
 def test_demo_json(capsys):
-    code, out, _ = run(capsys, "demo", "--json", "--quiet", "--set", "synthetic.n_users=200",
-                       "--set", "synthetic.n_items=100", "--set", "synthetic.mean_items=10")
+    code, out, _ = run(capsys, "demo", "--json", "--quiet", "--set", "synthetic.n_users=120",
+                       "--set", "synthetic.n_items=60", "--set", "synthetic.mean_items=10")
     assert code == 0
     payload = json.loads(out)
-    assert set(payload["metrics"]) >= {"mostpop", "ease"}
-    assert 0 <= payload["metrics"]["ease"]["test"]["recall@20"] <= 1
+    assert set(payload["metrics"]) == {"MostPop", "EASE", "LightGCN", "LightGCN + DDRM"}
+    assert 0 <= payload["metrics"]["EASE"]["test"]["recall@20"] <= 1
+    aucs = [r["noise AUC"] for r in payload["rows"] if r["noise AUC"] != "-"]
+    assert len(aucs) == 2 and all(0 <= a <= 1 for a in aucs)
 
 
 def test_baseline_json_on_a_folder(capsys, tmp_path):
@@ -125,3 +127,40 @@ def test_python_m_entry_point():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_users"] == 1000
+
+
+def test_train_recommend_evaluate_end_to_end(capsys, tmp_path):
+    cfg = tmp_path / "t.yaml"
+    cfg.write_text(
+        "data: {name: synthetic, synthetic: {n_users: 100, n_items: 50, mean_items: 8}}\n"
+        "backend: {name: mf}\npretrain: {epochs: 3, eval_every: 3, batch_size: 256, lr: 0.01}\n"
+        "ddrm: {steps: 4, dims: [16]}\ntrain: {epochs: 2, eval_every: 1, batch_size: 256}\n")
+    out = tmp_path / "run"
+    code, stdout, err = run(capsys, "train", "--config", str(cfg), "--output", str(out), "--json", "--quiet")
+    assert code == 0, err
+    p = json.loads(stdout)
+    assert set(p["metrics"]) == set(p["backend_metrics"]) == {"valid", "test"}
+    assert p["metrics"]["test"].keys() == p["backend_metrics"]["test"].keys()
+    assert 0 < p["noise_to_signal"] < 1
+    assert sorted(x.name for x in out.iterdir()) == ["config.yaml", "ddrm.pt", "metrics.json"]
+    code, stdout, err = run(capsys, "recommend", "--checkpoint", str(out / "ddrm.pt"), "--user", "3", "--user", "7",
+                            "--k", "5")
+    assert code == 0, err
+    lines = stdout.strip().splitlines()
+    assert lines[0] == "user_id,item_id,rank,score" and len(lines) == 11
+    assert lines[1].startswith("3,") and lines[-1].startswith("7,") and lines[-1].split(",")[2] == "5"
+    code, _, err = run(capsys, "recommend", "--checkpoint", str(out / "ddrm.pt"), "--user", "nobody")
+    assert code == 2 and "unknown user id" in err
+    code, stdout, _ = run(capsys, "evaluate", "--checkpoint", str(out / "ddrm.pt"), "--json", "--quiet")
+    assert json.loads(stdout)["metrics"]["test"]["recall@20"] == pytest.approx(p["metrics"]["test"]["recall@20"])
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run(capsys, "evaluate", "--checkpoint", str(tmp_path / "broken.pt"))
+    assert code == 2 and "checkpoint" in err and "Traceback" not in err
+
+
+def test_demo_prints_the_table(capsys):
+    code, out, err = run(capsys, "demo", "--quiet", "--set", "synthetic.n_users=120", "--set",
+                         "synthetic.n_items=60", "--set", "synthetic.mean_items=10")
+    assert code == 0, err
+    for name in ("MostPop", "EASE", "LightGCN", "LightGCN + DDRM", "noise AUC"):
+        assert name in out

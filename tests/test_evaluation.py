@@ -100,3 +100,16 @@ def test_users_without_truth_are_not_counted(checkerboard):
     scores = np.random.default_rng(0).random((checkerboard.n_users, checkerboard.n_items))
     res = evaluate(FixedScorer(scores), checkerboard, "test", (5,), users=np.array([0, 1, 2]))
     assert res.users.tolist() == [0, 1, 2]
+
+
+def test_noise_auc_against_pairwise_definition():
+    from ddrm.evaluation import noise_auc
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, 40).astype(float)  # ties on purpose
+    noise = rng.random(40) < 0.3
+    clean, noisy = scores[~noise], scores[noise]
+    pairwise = np.mean([(c > n) + 0.5 * (c == n) for c in clean for n in noisy])
+    assert noise_auc(scores, noise) == pytest.approx(pairwise)
+    assert noise_auc(np.array([3.0, 2.0, 1.0]), np.array([False, False, True])) == 1.0
+    assert np.isnan(noise_auc(np.array([1.0]), np.array([True])))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .config import build_config, deep_merge, load_yaml, parse_overrides, to_dict
+from .config import build_config, deep_merge, load_yaml, parse_overrides
 from .errors import DDRMError
 from .report import format_table, metric_rows
 from .settings import DataConfig, EvalConfig
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="hyper-parameter (e.g. reg=1000) or dotted data./eval. option; repeatable")
 
-    for name, text in (("pretrain", "train a backend (mf, lightgcn, sgl) or import embeddings"),):
+    for name, text in (("pretrain", "train a backend (mf, lightgcn, sgl) or import embeddings"),
+                       ("train", "train DDRM on a backend (trained here, imported, or from a checkpoint)")):
         p_run = sub.add_parser(name, parents=[common], help=text)
         p_run.add_argument("--config", default=None, help="YAML config file (see configs/)")
         p_run.add_argument("--data", default=None, help="dataset name or path (overrides data.name)")
@@ -80,7 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--split", nargs="+", default=["valid", "test"], choices=["valid", "test"])
     p_eval.add_argument("--ks", type=int, nargs="+", default=None, help="cut-offs (default 10 20 50 100)")
 
-    p_demo = sub.add_parser("demo", parents=[_common(data=False)], help="the main job on built-in synthetic data")
+    p_rec = sub.add_parser("recommend", parents=[common], help="top-K items for one user (raw ids in and out)")
+    p_rec.add_argument("--checkpoint", required=True, help="a ddrm.pt or backend.pt checkpoint")
+    p_rec.add_argument("--user", required=True, action="append", help="raw user id; repeatable")
+    p_rec.add_argument("--k", type=int, default=20, help="list length (default 20)")
+    p_rec.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
+
+    p_demo = sub.add_parser("demo", parents=[_common(data=False)],
+                            help="MostPop, EASE, LightGCN and LightGCN + DDRM on built-in synthetic data with planted noise")
     p_demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="synthetic data option, e.g. synthetic.n_users=500")
     return parser
@@ -171,6 +179,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .data.synthetic import SyntheticConfig
+    from .demo import run_demo
 
     over = parse_overrides(args.overrides)
     unknown = sorted(set(over) - {"synthetic"})
@@ -178,22 +187,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"demo accepts only synthetic.* overrides, not {unknown[0]!r}.")
     seed = args.seed if args.seed is not None else 0
     syn = build_config(SyntheticConfig, overrides=deep_merge({"seed": seed}, over.get("synthetic", {})))
-    data_cfg = DataConfig(name="synthetic", synthetic=syn)
-    eval_cfg = EvalConfig()
-    data = data_cfg.load(quiet=args.quiet)
-    rows, runs = [], {}
-    for name in ("mostpop", "itemknn", "rp3beta", "ease"):
-        res = run_baseline(name, {}, data_cfg, eval_cfg, args.quiet, data=data)
-        runs[name] = res
-        rows.append({"model": name, **{m: res["metrics"]["test"][m] for m in ("recall@20", "ndcg@20")},
-                     "valid recall@20": res["metrics"]["valid"]["recall@20"], "fit s": round(res["fit_seconds"], 2)})
-    payload = {"command": "demo", "seed": seed, "data": data.summary(), "synthetic": to_dict(syn),
-               "metrics": {r: v["metrics"] for r, v in runs.items()}}
-    text = format_table(rows, ["model", "recall@20", "ndcg@20", "valid recall@20", "fit s"],
-                        title=f"ddrm demo: synthetic data, {data.n_users} users x {data.n_items} items, "
-                              f"{data.summary()['splits']['train'].get('noisy_interactions', 0)} planted noisy "
-                              f"train interactions, seed {seed} (test split)")
-    _emit(args, payload, text)
+    p = run_demo(syn, seed, args.quiet)
+    train = p["data"]["splits"]["train"]
+    title = (f"ddrm demo: synthetic data, {p['data']['n_users']} users x {p['data']['n_items']} items, "
+             f"{train['interactions']} train interactions of which {train.get('noisy_interactions', 0)} planted "
+             f"noise; seed {seed}; test split, full ranking")
+    note = ("noise AUC: how well the model's score of a training interaction separates clean from planted noisy "
+            "ones (0.5 = not at all); for DDRM it is the reweighting score.")
+    _emit(args, p, format_table(p["rows"], ["model", "recall@20", "ndcg@20", "valid recall@20", "noise AUC",
+                                            "seconds"], title=title) + f"\n{note}\ntotal {p['seconds']:.0f} s")
     return 0
 
 
@@ -230,12 +232,23 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .backends import Backend
-    from .checkpoint import load_checkpoint
-    from .runs import evaluate_splits
+def cmd_train(args: argparse.Namespace) -> int:
+    from .runs import TrainRunConfig, run_train
 
-    payload = load_checkpoint(args.checkpoint, "backend")
+    cfg = _run_config(TrainRunConfig, args)
+    p = run_train(cfg, quiet=args.quiet)
+    rows = [{"model": name, "split": s, **{m: ms[s][m] for m in ("recall@20", "ndcg@20")}}
+            for name, ms in ((f"{p['backend']} (backend)", p["backend_metrics"]), (f"{p['backend']} + DDRM", p["metrics"]))
+            for s in ("valid", "test") if s in ms and "recall@20" in ms[s]]
+    title = (f"DDRM on {p['data']['name']}: best epoch {p['best_epoch']} of {p['epochs_run']} "
+             f"({p['epoch_seconds_mean']:.2f} s/epoch), noise-to-signal at T {p['noise_to_signal']:.3g}, "
+             f"saved {p['checkpoint']}")
+    _emit(args, p, format_table(rows, ["model", "split", "recall@20", "ndcg@20"], title=title) if rows else title)
+    return 0
+
+
+def _checkpoint_data(args: argparse.Namespace, payload: dict[str, Any]):
+    """The dataset a checkpoint was trained on, unless --data / --data-root / --format say otherwise."""
     saved = payload.get("config", {})
     data_dict = dict(saved.get("data", {}))
     if args.data is not None:
@@ -244,12 +257,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data_dict["root"] = args.data_root
     if args.format is not None:
         data_dict.setdefault("read", {})["format"] = args.format
-    data = build_config(DataConfig, overrides=data_dict).load(quiet=args.quiet)
-    eval_dict = dict(saved.get("eval", {}))
+    return build_config(DataConfig, overrides=data_dict).load(quiet=args.quiet)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .runs import evaluate_splits, load_model
+
+    payload = load_checkpoint(args.checkpoint, ("backend", "ddrm"))
+    data = _checkpoint_data(args, payload)
+    eval_dict = dict(payload.get("config", {}).get("eval", {}))
     if args.ks:
         eval_dict = {"ks": args.ks, "metric": f"recall@{args.ks[0]}"}
     eval_cfg = build_config(EvalConfig, overrides=eval_dict)
-    model = Backend.load(args.checkpoint, data)
+    model = load_model(args.checkpoint, data)
     out = {"command": "evaluate", "checkpoint": str(args.checkpoint), "kind": payload["kind"],
            "data": {"name": data.name, "fingerprint": data.fingerprint()},
            "metrics": evaluate_splits(model, data, eval_cfg, splits=tuple(args.split))}
@@ -257,8 +278,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .runs import load_model
+
+    if not 1 <= args.k <= 1000:
+        raise UsageError(f"--k must be between 1 and 1000, got {args.k}.")
+    payload = load_checkpoint(args.checkpoint, ("backend", "ddrm"))
+    data = _checkpoint_data(args, payload)
+    model = load_model(args.checkpoint, data)
+    users = [data.user_index(u) for u in args.user]
+    items, scores = model.recommend(torch.tensor(users), k=args.k)
+    recs = [{"user_id": raw, "items": [{"item_id": str(data.raw_item(int(i))), "rank": r + 1, "score": float(s)}
+                                       for r, (i, s) in enumerate(zip(items[k].tolist(), scores[k].tolist(),
+                                                                      strict=True))]}
+            for k, raw in enumerate(args.user)]
+    lines = ["user_id,item_id,rank,score"] + [f"{rec['user_id']},{it['item_id']},{it['rank']},{it['score']:.6f}"
+                                              for rec in recs for it in rec["items"]]
+    _emit(args, {"command": "recommend", "model": payload["kind"], "k": args.k, "recommendations": recs},
+          "\n".join(lines))
+    return 0
+
+
 HANDLERS = {"info": cmd_data_info, "prepare": cmd_data_prepare, "baseline": cmd_baseline, "demo": cmd_demo,
-            "pretrain": cmd_pretrain, "evaluate": cmd_evaluate}
+            "pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -154,3 +154,18 @@ def evaluate(
     metrics = {key: sums[key] / n for key in sums}
     pu = {key: np.concatenate(v) if v else np.zeros(0) for key, v in collected.items()} if per_user else None
     return EvalResult(metrics, users, pu)
+
+
+def noise_auc(scores: np.ndarray, is_noise: np.ndarray) -> float:
+    """ROC-AUC of ``scores`` separating clean (positive class) from noisy interactions (ties count half).
+
+    1.0: every clean interaction scores above every noisy one; 0.5: no separation. NaN if a class is empty.
+    """
+    from scipy.stats import rankdata
+
+    is_noise = np.asarray(is_noise).astype(bool)
+    n_noise, n_clean = int(is_noise.sum()), int((~is_noise).sum())
+    if n_noise == 0 or n_clean == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[~is_noise].sum() - n_clean * (n_clean + 1) / 2) / (n_clean * n_noise))

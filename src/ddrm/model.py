@@ -126,12 +126,10 @@ class DDRMModule(nn.Module):
         self._history = None
         return out
 
-    def state_dict(self, *args, **kwargs):  # the backend is saved on its own
-        return {k: v for k, v in super().state_dict(*args, **kwargs).items() if not k.startswith("backend.")}
-
-    def load_state_dict(self, state, strict: bool = True):
-        own = {k: v for k, v in super().state_dict().items() if k.startswith("backend.")}
-        return super().load_state_dict({**own, **state}, strict=strict)
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        """Load denoisers and backend weights (the state includes ``backend.*``); drops cached embeddings."""
+        self.backend._frozen = None
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ embeddings
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:

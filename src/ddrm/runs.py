@@ -15,6 +15,7 @@ from .config import dump_yaml, to_dict
 from .data.interactions import Interactions
 from .evaluation import evaluate
 from .io import atomic_open, write_json
+from .model import DDRM, DDRMConfig
 from .settings import DataConfig, EvalConfig
 from .training import TrainConfig
 
@@ -66,3 +67,61 @@ def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | 
     backend.save(Path(cfg.output) / "backend.pt", data, to_dict(cfg), metrics)
     write_run(cfg.output, cfg, payload)
     return payload
+
+
+@dataclass
+class TrainRunConfig:
+    """``ddrm train``: get a backend (train it, import it, or load ``backend_checkpoint``), then train DDRM on it.
+
+    pretrain : optimisation of the backend when it is trained here; train : optimisation of DDRM
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    backend_checkpoint: str | None = None
+    pretrain: TrainConfig = field(default_factory=TrainConfig)
+    ddrm: DDRMConfig = field(default_factory=DDRMConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    output: str = "runs/train"
+
+
+def get_backend(cfg: TrainRunConfig, data: Interactions, quiet: bool = False) -> Backend:
+    """Load ``backend_checkpoint`` or fit ``cfg.backend`` (training, or importing embeddings)."""
+    if cfg.backend_checkpoint:
+        return Backend.load(cfg.backend_checkpoint, data, cfg.train.device)
+    return Backend(cfg.backend, cfg.pretrain, cfg.eval, cfg.seed, quiet).fit(data)
+
+
+def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | None = None) -> dict[str, Any]:
+    """Backend, then DDRM; evaluates both on valid + test and saves ``ddrm.pt`` + config + metrics."""
+    data = data if data is not None else cfg.data.load(quiet=quiet)
+    t0 = time.perf_counter()
+    backend = get_backend(cfg, data, quiet)
+    backend_metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
+    t1 = time.perf_counter()
+    model = DDRM(backend, cfg.ddrm, cfg.train, cfg.eval, cfg.seed, quiet).fit(data)
+    metrics = evaluate_splits(model, data, cfg.eval, model.device_)
+    res = model.result_
+    payload = {
+        "command": "train", "backend": backend.config.name, "seed": cfg.seed, "data": data_info(data),
+        "metrics": metrics, "backend_metrics": backend_metrics, "best_epoch": res.best_epoch,
+        "epochs_run": res.epochs_run,
+        "epoch_seconds_mean": (sum(res.epoch_seconds) / len(res.epoch_seconds)) if res.epoch_seconds else 0.0,
+        "noise_to_signal": model.module_.diffusion.noise_to_signal(),
+        "measured_noise_ratio": model.measured_noise_ratio(),
+        "backend_seconds": t1 - t0, "ddrm_seconds": time.perf_counter() - t1, "output": cfg.output,
+        "checkpoint": str(Path(cfg.output) / "ddrm.pt"),
+    }
+    model.save(Path(cfg.output) / "ddrm.pt", data, to_dict(cfg), metrics)
+    write_run(cfg.output, cfg, payload)
+    return payload
+
+
+def load_model(path: str | os.PathLike[str], data: Interactions, device: str = "cpu") -> Backend | DDRM:
+    """A backend or DDRM checkpoint, whichever ``path`` holds."""
+    from .checkpoint import load_checkpoint
+
+    kind = load_checkpoint(path, ("backend", "ddrm"))["kind"]
+    return (DDRM if kind == "ddrm" else Backend).load(path, data, device)

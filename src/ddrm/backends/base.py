@@ -79,6 +79,11 @@ class EmbeddingBackend(nn.Module):
         self.views: tuple[torch.Tensor, torch.Tensor] | None = None
         self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        """Load weights and drop the cached propagated embeddings (they belong to the old weights)."""
+        self._frozen = None
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
     @property
     def uses_ssl(self) -> bool:
         return self.cfg.name == "sgl" and self.cfg.ssl_weight > 0

@@ -1,0 +1,30 @@
+"""Helpers shared by the benchmark scripts (not part of the library)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+DEFAULT_ROOT = os.environ.get("DDRM_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_isolated(script: str, args: list[str]) -> dict:
+    """Run ``script args`` in a fresh interpreter (so peak RSS is its own) and parse its last JSON line."""
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
