@@ -37,3 +37,18 @@ def test_eval_metric_must_be_computed():
         build_config(EvalConfig, None, ["metric=recall@30"])
     with pytest.raises(ConfigError, match="must be a string"):
         build_config(EvalConfig, None, ["metric=[1]"])
+
+
+def test_every_shipped_config_parses():
+    from pathlib import Path
+
+    from ddrm.runs import PretrainConfig, TrainRunConfig
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+    assert len(files) >= 15
+    for f in files:
+        cls = TrainRunConfig if f.stem.startswith(("reference-", "ddrm-")) else PretrainConfig
+        cfg = build_config(cls, f)
+        assert cfg.data.name == f.parent.name, f
+        if cls is TrainRunConfig:
+            assert cfg.ddrm.sampling <= cfg.ddrm.steps

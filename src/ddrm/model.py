@@ -157,10 +157,13 @@ class DDRMModule(nn.Module):
         dev = self.diffusion.betas.device.type
         return torch.autocast(dev, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
-    def denoise_pair(self, e_u: torch.Tensor, e_i: torch.Tensor, t: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x0_hat_u, x0_hat_i) [B, d] from noised e_u / e_i at steps t, each guided by the other's clean embedding."""
-        g = self.generator
+    def denoise_pair(self, e_u: torch.Tensor, e_i: torch.Tensor, t: torch.Tensor,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0_hat_u, x0_hat_i) [B, d] from noised e_u / e_i at steps t, each guided by the other's clean embedding.
+
+        Randomness (forward noise, dropout) comes from ``generator``, by default the training generator.
+        """
+        g = generator if generator is not None else self.generator
         with self._autocast():
             xu = (self.user_denoiser(self.diffusion.q_sample(e_u, t, generator=g), e_i, t, g)
                   if self.cfg.user_denoiser else e_u)
@@ -231,7 +234,7 @@ class DDRMModule(nn.Module):
         u_all, i_all = self.backend.frozen()
         t = torch.zeros(users.shape[0], dtype=torch.long, device=u_all.device)
         g = torch.Generator(device=u_all.device).manual_seed(self.seed + 3)
-        xu, xi = self.denoise_pair(u_all[users], i_all[items], t) if g is not None else (None, None)
+        xu, xi = self.denoise_pair(u_all[users], i_all[items], t, g)
         return (xu * xi).sum(1)
 
 
