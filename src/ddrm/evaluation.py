@@ -38,7 +38,7 @@ class Scorer(Protocol):
         ...
 
 
-def _rows_to_mask(m: sp.csr_matrix, users: np.ndarray, n_items: int, device: torch.device) -> torch.Tensor:
+def rows_to_mask(m: sp.csr_matrix, users: np.ndarray, n_items: int, device: torch.device) -> torch.Tensor:
     """Dense bool [B, n_items] with True where ``m[users]`` has an entry (bounded by the batch size)."""
     sub = m[users]
     rows = np.repeat(np.arange(users.size), np.diff(sub.indptr))
@@ -142,8 +142,8 @@ def evaluate(
         for lo in range(0, users.size, batch_size):
             batch = users[lo: lo + batch_size]
             scores = model.score(torch.from_numpy(batch).to(device)).to(device=device, dtype=torch.float32)
-            top = topk_from_scores(scores, _rows_to_mask(seen, batch, n_items, device), kmax)
-            rel = _rows_to_mask(truth, batch, n_items, device)
+            top = topk_from_scores(scores, rows_to_mask(seen, batch, n_items, device), kmax)
+            rel = rows_to_mask(truth, batch, n_items, device)
             hits = torch.gather(rel, 1, top)
             values = metrics_from_hits(hits, torch.from_numpy(n_truth_all[batch]).to(device), ks)
             for key, v in values.items():

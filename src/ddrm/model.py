@@ -10,7 +10,6 @@ item denoiser guided by e_u, and rank all items by <x, e_i>.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -359,9 +358,3 @@ class DDRM(Recommender):
         model.checkpoint_ = payload
         return model
 
-
-def replace_config(cfg: DDRMConfig, **changes: Any) -> DDRMConfig:
-    """A validated copy of ``cfg`` with ``changes`` (for ablations and sweeps)."""
-    new = dataclasses.replace(cfg, **changes)
-    new.validate()
-    return new

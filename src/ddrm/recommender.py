@@ -10,7 +10,7 @@ import torch
 
 from .data.interactions import Interactions
 from .errors import ConfigError
-from .evaluation import _rows_to_mask, topk_from_scores
+from .evaluation import rows_to_mask, topk_from_scores
 
 
 class Recommender:
@@ -43,7 +43,7 @@ class Recommender:
         self._check_fitted()
         users_t = torch.as_tensor(np.asarray(users), dtype=torch.long)
         scores = self.score(users_t).float()
-        exclude = _rows_to_mask(self.train_, users_t.numpy(), scores.shape[1], scores.device) if filter_seen else None
+        exclude = rows_to_mask(self.train_, users_t.numpy(), scores.shape[1], scores.device) if filter_seen else None
         top = topk_from_scores(scores, exclude, k)
         return top, torch.gather(scores if exclude is None else scores.masked_fill(exclude, -torch.inf), 1, top)
 

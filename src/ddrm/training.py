@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.interactions import Interactions
-from .data.sampling import _keys, sample_triples
+from .data.sampling import interaction_keys, sample_triples
 from .errors import ConfigError, DDRMError
 from .evaluation import Scorer, evaluate
 from .settings import EvalConfig
@@ -128,7 +128,7 @@ def train_loop(
         return result
     opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
-    keys = _keys(data.train)
+    keys = interaction_keys(data.train)
     n = data.train.nnz
     best_state = None
     bad = 0

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def _keys(train: sp.csr_matrix) -> np.ndarray:
+def interaction_keys(train: sp.csr_matrix) -> np.ndarray:
     """Sorted int64 keys ``user * n_items + item`` of the training interactions (CSR order is already sorted)."""
     users = np.repeat(np.arange(train.shape[0], dtype=np.int64), np.diff(train.indptr))
     return users * train.shape[1] + train.indices.astype(np.int64)
@@ -15,7 +15,7 @@ def _keys(train: sp.csr_matrix) -> np.ndarray:
 def is_interacted(train: sp.csr_matrix, users: np.ndarray, items: np.ndarray, keys: np.ndarray | None = None
                   ) -> np.ndarray:
     """Boolean [n]: whether (users[k], items[k]) is a training interaction."""
-    keys = _keys(train) if keys is None else keys
+    keys = interaction_keys(train) if keys is None else keys
     q = users.astype(np.int64) * train.shape[1] + items.astype(np.int64)
     pos = np.searchsorted(keys, q)
     pos = np.minimum(pos, max(keys.size - 1, 0))
@@ -28,7 +28,7 @@ def sample_negatives(train: sp.csr_matrix, users: np.ndarray, rng: np.random.Gen
 
     Rejection sampling in vectorised rounds; a user who interacted with every item keeps a random item.
     """
-    keys = _keys(train) if keys is None else keys
+    keys = interaction_keys(train) if keys is None else keys
     n_items = train.shape[1]
     neg = rng.integers(0, n_items, size=users.size)
     bad = np.flatnonzero(is_interacted(train, users, neg, keys))
