@@ -99,11 +99,20 @@ def _setup_logging(quiet: bool) -> None:
                         stream=sys.stderr, force=True)
 
 
+def _data_flags(args: argparse.Namespace, name: str | None = None) -> dict[str, Any]:
+    """The data section given by ``--data`` (or ``name``), ``--data-root`` and ``--format``; absent flags omitted."""
+    flags: dict[str, Any] = {}
+    if name is not None:
+        flags["name"] = name
+    if args.data_root is not None:
+        flags["root"] = args.data_root
+    if args.format is not None:
+        flags["read"] = {"format": args.format}
+    return flags
+
+
 def _data_config(args: argparse.Namespace, spec: str, extra: dict[str, Any] | None = None) -> DataConfig:
-    base: dict[str, Any] = {"name": spec, "root": args.data_root}
-    if args.format:
-        base["read"] = {"format": args.format}
-    return build_config(DataConfig, overrides=deep_merge(base, extra or {}))
+    return build_config(DataConfig, overrides=deep_merge(_data_flags(args, spec), extra or {}))
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
@@ -202,12 +211,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _run_config(cls, args: argparse.Namespace):
     """Defaults < --config file < command-line flags < --set overrides."""
     flags: dict[str, Any] = {}
-    if args.data is not None:
-        flags.setdefault("data", {})["name"] = args.data
-    if args.data_root is not None:
-        flags.setdefault("data", {})["root"] = args.data_root
-    if args.format is not None:
-        flags.setdefault("data", {}).setdefault("read", {})["format"] = args.format
+    data = _data_flags(args, args.data)
+    if data:
+        flags["data"] = data
     if args.seed is not None:
         flags["seed"] = args.seed
     if args.output is not None:
@@ -249,15 +255,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _checkpoint_data(args: argparse.Namespace, payload: dict[str, Any]):
     """The dataset a checkpoint was trained on, unless --data / --data-root / --format say otherwise."""
-    saved = payload.get("config", {})
-    data_dict = dict(saved.get("data", {}))
-    if args.data is not None:
-        data_dict = {"name": args.data}
-    if args.data_root is not None:
-        data_dict["root"] = args.data_root
-    if args.format is not None:
-        data_dict.setdefault("read", {})["format"] = args.format
-    return build_config(DataConfig, overrides=data_dict).load(quiet=args.quiet)
+    saved = {} if args.data is not None else payload.get("config", {}).get("data", {})
+    return build_config(DataConfig, overrides=deep_merge(saved, _data_flags(args, args.data))).load(quiet=args.quiet)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

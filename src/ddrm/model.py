@@ -333,8 +333,7 @@ class DDRM(Recommender):
             "state_dict": {k: v.detach().cpu() for k, v in self.module_.state_dict().items()},
             "backend": {"backend": to_dict(b.config), "train": to_dict(b.train), "seed": b.seed,
                         "state_dict": {"user": b.module_.user.detach().cpu(), "item": b.module_.item.detach().cpu()}},
-            "result": {"best_epoch": self.result_.best_epoch, "best_valid": self.result_.best_valid,
-                       "epochs_run": self.result_.epochs_run, "seconds": self.result_.seconds},
+            "result": self.result_.summary(),
             "metrics": metrics or {},
         })
 

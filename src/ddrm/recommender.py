@@ -43,9 +43,11 @@ class Recommender:
         self._check_fitted()
         users_t = torch.as_tensor(np.asarray(users), dtype=torch.long)
         scores = self.score(users_t).float()
-        exclude = rows_to_mask(self.train_, users_t.numpy(), scores.shape[1], scores.device) if filter_seen else None
-        top = topk_from_scores(scores, exclude, k)
-        return top, torch.gather(scores if exclude is None else scores.masked_fill(exclude, -torch.inf), 1, top)
+        if filter_seen:
+            scores = scores.masked_fill(rows_to_mask(self.train_, users_t.numpy(), scores.shape[1], scores.device),
+                                        -torch.inf)
+        top = topk_from_scores(scores, None, k)
+        return top, torch.gather(scores, 1, top)
 
 
 def build_from_registry(registry: dict[str, type], name: str, kind: str, params: dict[str, Any]) -> Any:

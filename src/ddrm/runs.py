@@ -60,7 +60,7 @@ def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | 
     payload = {
         "command": "pretrain", "backend": cfg.backend.name, "seed": cfg.seed, "data": data_info(data),
         "metrics": metrics, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-        "epoch_seconds_mean": (sum(res.epoch_seconds) / len(res.epoch_seconds)) if res.epoch_seconds else 0.0,
+        "epoch_seconds_mean": res.epoch_seconds_mean,
         "seconds": time.perf_counter() - t0, "output": cfg.output,
         "checkpoint": str(Path(cfg.output) / "backend.pt"),
     }
@@ -108,7 +108,7 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
         "command": "train", "backend": backend.config.name, "seed": cfg.seed, "data": data_info(data),
         "metrics": metrics, "backend_metrics": backend_metrics, "best_epoch": res.best_epoch,
         "epochs_run": res.epochs_run,
-        "epoch_seconds_mean": (sum(res.epoch_seconds) / len(res.epoch_seconds)) if res.epoch_seconds else 0.0,
+        "epoch_seconds_mean": res.epoch_seconds_mean,
         "noise_to_signal": model.module_.diffusion.noise_to_signal(),
         "measured_noise_ratio": model.measured_noise_ratio(),
         "backend_seconds": t1 - t0, "ddrm_seconds": time.perf_counter() - t1, "output": cfg.output,

@@ -95,6 +95,15 @@ class TrainResult:
     seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
 
+    @property
+    def epoch_seconds_mean(self) -> float:
+        return sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds else 0.0
+
+    def summary(self) -> dict:
+        """The JSON-able part kept in checkpoints."""
+        return {"best_epoch": self.best_epoch, "best_valid": self.best_valid, "epochs_run": self.epochs_run,
+                "seconds": self.seconds}
+
 
 class NonFiniteLoss(DDRMError):
     """A loss became NaN or inf."""

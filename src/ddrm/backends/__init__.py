@@ -102,8 +102,7 @@ class Backend(Recommender):
             "kind": "backend", "backend": to_dict(self.config), "train": to_dict(self.train), "seed": self.seed,
             "config": run_config or {}, "data": data_info(data),
             "state_dict": {"user": self.module_.user.detach().cpu(), "item": self.module_.item.detach().cpu()},
-            "result": {"best_epoch": self.result_.best_epoch, "best_valid": self.result_.best_valid,
-                       "epochs_run": self.result_.epochs_run, "seconds": self.result_.seconds},
+            "result": self.result_.summary(),
             "metrics": metrics or {},
         })
 
