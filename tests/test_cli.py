@@ -142,7 +142,7 @@ def test_train_recommend_evaluate_end_to_end(capsys, tmp_path):
     assert set(p["metrics"]) == set(p["backend_metrics"]) == {"valid", "test"}
     assert p["metrics"]["test"].keys() == p["backend_metrics"]["test"].keys()
     assert 0 < p["noise_to_signal"] < 1
-    assert sorted(x.name for x in out.iterdir()) == ["config.yaml", "ddrm.pt", "metrics.json"]
+    assert sorted(x.name for x in out.iterdir()) == ["backend.pt", "config.yaml", "ddrm.pt", "metrics.json"]
     code, stdout, err = run(capsys, "recommend", "--checkpoint", str(out / "ddrm.pt"), "--user", "3", "--user", "7",
                             "--k", "5")
     assert code == 0, err

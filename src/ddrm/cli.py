@@ -13,6 +13,7 @@ from typing import Any
 from . import __version__
 from .config import build_config, deep_merge, load_yaml, parse_overrides
 from .errors import DDRMError
+from .interrupt import TrainingInterrupted
 from .report import format_table, metric_rows
 from .settings import DataConfig, EvalConfig
 
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("train", "train DDRM on a backend (trained here, imported, or from a checkpoint)")):
         p_run = sub.add_parser(name, parents=[common], help=text)
         p_run.add_argument("--config", default=None, help="YAML config file (see configs/)")
+        p_run.add_argument("--resume", default=None, metavar="RUN_DIR",
+                           help="continue the interrupted run in RUN_DIR with its own config.yaml")
         p_run.add_argument("--data", default=None, help="dataset name or path (overrides data.name)")
         p_run.add_argument("--output", default=None, help="run folder (overrides output)")
         p_run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -209,7 +212,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _run_config(cls, args: argparse.Namespace):
-    """Defaults < --config file < command-line flags < --set overrides."""
+    """Defaults < --config file < command-line flags < --set overrides; or the run folder's config with --resume."""
+    if args.resume is not None:
+        given = [f for f, v in (("--config", args.config), ("--data", args.data), ("--output", args.output),
+                                ("--seed", args.seed), ("--set", args.overrides)) if v]
+        if given:
+            raise UsageError(f"--resume takes everything from {args.resume}/config.yaml; drop {given[0]}.")
+        from .runs import resume_config
+
+        return resume_config(cls, args.resume)
     flags: dict[str, Any] = {}
     data = _data_flags(args, args.data)
     if data:
@@ -231,7 +242,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from .runs import PretrainConfig, run_pretrain
 
     cfg = _run_config(PretrainConfig, args)
-    payload = run_pretrain(cfg, quiet=args.quiet)
+    payload = run_pretrain(cfg, quiet=args.quiet, resume=args.resume is not None)
     title = (f"{cfg.backend.name} on {payload['data']['name']}: best epoch {payload['best_epoch']} of "
              f"{payload['epochs_run']} ({payload['epoch_seconds_mean']:.2f} s/epoch), saved {payload['checkpoint']}")
     _emit(args, payload, _metrics_text(payload, cfg.eval.ks, title))
@@ -242,7 +253,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .runs import TrainRunConfig, run_train
 
     cfg = _run_config(TrainRunConfig, args)
-    p = run_train(cfg, quiet=args.quiet)
+    p = run_train(cfg, quiet=args.quiet, resume=args.resume is not None)
     rows = [{"model": name, "split": s, **{m: ms[s][m] for m in ("recall@20", "ndcg@20")}}
             for name, ms in ((f"{p['backend']} (backend)", p["backend_metrics"]), (f"{p['backend']} + DDRM", p["metrics"]))
             for s in ("valid", "test") if s in ms and "recall@20" in ms[s]]
@@ -322,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             os.environ.setdefault("TQDM_DISABLE", "1")
         return HANDLERS[key](args)
+    except TrainingInterrupted as exc:
+        sys.stderr.write(f"ddrm: {exc}. Continue with: ddrm {args.command} --resume {exc.run_dir or '<run folder>'}\n")
+        return exc.exit_code
     except DDRMError as exc:
         sys.stderr.write(f"ddrm: error: {exc}\n")
         return 2

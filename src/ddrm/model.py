@@ -125,6 +125,13 @@ class DDRMModule(nn.Module):
         self._history = None
         return out
 
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        """The training generator's state (forward noise, timesteps, dropout), for exact resumption."""
+        return {"generator": self.generator.get_state()}
+
+    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         """Load denoisers and backend weights (the state includes ``backend.*``); drops cached embeddings."""
         self.backend._frozen = None
@@ -272,8 +279,11 @@ class DDRM(Recommender):
                               f"items but the data has {data.n_users} x {data.n_items}.")
         return DDRMModule(self.backend.module_, data.train, self.config, self.seed)
 
-    def fit(self, data: Interactions) -> DDRM:
-        """Train the denoisers (and the backend when ``freeze_backend`` is false); keeps the best validation state."""
+    def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None) -> DDRM:
+        """Train the denoisers (and the backend when ``freeze_backend`` is false); keeps the best validation state.
+
+        ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``).
+        """
         device = resolve_device(self.train.device)
         self.module_ = self._build(data).to(device)
         self.device_ = device
@@ -286,7 +296,8 @@ class DDRM(Recommender):
         if not self.config.freeze_backend:
             groups.append({"params": list(self.backend.module_.parameters()), "lr": self.config.backend_lr})
         self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
-                                               desc="ddrm", device=device, params=groups)
+                                               desc="ddrm", device=device, params=groups,
+                                               state_path=state_path)
         self.module_.train(False)
         self.backend.module_._frozen = None
         return self

@@ -13,6 +13,7 @@ from .backends import Backend, BackendConfig
 from .checkpoint import data_info
 from .config import dump_yaml, to_dict
 from .data.interactions import Interactions
+from .errors import DDRMError
 from .evaluation import evaluate
 from .io import atomic_open, write_json
 from .model import DDRM, DDRMConfig
@@ -50,11 +51,53 @@ def write_run(folder: str | os.PathLike[str], config: Any, payload: dict[str, An
     return out
 
 
-def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | None = None) -> dict[str, Any]:
-    """Load data, train the backend, evaluate valid + test, save ``backend.pt`` + config + metrics."""
+STATE_FILES = ("state.pt", "state-backend.pt", "state-ddrm.pt")
+
+
+def start_run(folder: str | os.PathLike[str], config: Any, command: str, resume: bool) -> Path:
+    """Prepare a run folder: a fresh run writes its resolved ``config.yaml`` first (so ``--resume`` can find it);
+    a fresh run refuses a folder holding an interrupted run, and ``resume`` refuses a folder without one."""
+    out = Path(folder)
+    pending = [f for f in STATE_FILES if (out / f).is_file()]
+    if resume and not pending:
+        done = " (it finished: see metrics.json)" if (out / "metrics.json").is_file() else ""
+        raise DDRMError(f"{out}: no interrupted run to resume{done}.")
+    if not resume and pending:
+        raise DDRMError(f"{out} holds an interrupted run ({pending[0]}); continue it with 'ddrm {command} --resume "
+                        f"{out}' or choose another --output.")
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_open(out / "config.yaml", "w", encoding="utf-8") as fh:
+            fh.write(dump_yaml(config))
+    return out
+
+
+def finish_run(folder: Path) -> None:
+    """Remove the training states once the run's results are written."""
+    for f in STATE_FILES:
+        (folder / f).unlink(missing_ok=True)
+
+
+def resume_config(cls, folder: str | os.PathLike[str]):
+    """The resolved config of the run in ``folder`` (its ``config.yaml``), with ``output`` pointing at ``folder``."""
+    from .config import build_config, load_yaml
+
+    path = Path(folder) / "config.yaml"
+    if not path.is_file():
+        raise DDRMError(f"{folder}: not a run folder (no config.yaml to resume from).")
+    return build_config(cls, overrides={**load_yaml(path), "output": str(folder)})
+
+
+def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | None = None,
+                 resume: bool = False) -> dict[str, Any]:
+    """Load data, train the backend, evaluate valid + test, save ``backend.pt`` + config + metrics.
+
+    The training state is kept in ``output/state.pt`` (every epoch, and on SIGINT/SIGTERM); ``resume`` continues it.
+    """
+    out = start_run(cfg.output, cfg, "pretrain", resume)
     data = data if data is not None else cfg.data.load(quiet=quiet)
     t0 = time.perf_counter()
-    backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data)
+    backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state.pt")
     metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
     res = backend.result_
     payload = {
@@ -64,8 +107,9 @@ def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | 
         "seconds": time.perf_counter() - t0, "output": cfg.output,
         "checkpoint": str(Path(cfg.output) / "backend.pt"),
     }
-    backend.save(Path(cfg.output) / "backend.pt", data, to_dict(cfg), metrics)
-    write_run(cfg.output, cfg, payload)
+    backend.save(out / "backend.pt", data, to_dict(cfg), metrics)
+    write_run(out, cfg, payload)
+    finish_run(out)
     return payload
 
 
@@ -87,21 +131,37 @@ class TrainRunConfig:
     output: str = "runs/train"
 
 
-def get_backend(cfg: TrainRunConfig, data: Interactions, quiet: bool = False) -> Backend:
-    """Load ``backend_checkpoint`` or fit ``cfg.backend`` (training, or importing embeddings)."""
+def get_backend(cfg: TrainRunConfig, data: Interactions, quiet: bool = False, folder: Path | None = None,
+                resume: bool = False) -> Backend:
+    """Load ``backend_checkpoint`` or fit ``cfg.backend`` (training, or importing embeddings).
+
+    With a run ``folder``, a backend fitted here is checkpointed to ``folder/backend.pt`` (its training state to
+    ``folder/state-backend.pt``), and a resumed run reloads that file instead of training again.
+    """
     if cfg.backend_checkpoint:
         return Backend.load(cfg.backend_checkpoint, data, cfg.train.device)
-    return Backend(cfg.backend, cfg.pretrain, cfg.eval, cfg.seed, quiet).fit(data)
+    if folder is not None and resume and (folder / "backend.pt").is_file():
+        return Backend.load(folder / "backend.pt", data, cfg.pretrain.device)
+    state = folder / "state-backend.pt" if folder is not None else None
+    backend = Backend(cfg.backend, cfg.pretrain, cfg.eval, cfg.seed, quiet).fit(data, state)
+    if folder is not None:
+        backend.save(folder / "backend.pt", data, to_dict(cfg))
+    return backend
 
 
-def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | None = None) -> dict[str, Any]:
-    """Backend, then DDRM; evaluates both on valid + test and saves ``ddrm.pt`` + config + metrics."""
+def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | None = None,
+              resume: bool = False) -> dict[str, Any]:
+    """Backend, then DDRM; evaluates both on valid + test and saves ``ddrm.pt`` + config + metrics.
+
+    Training states live in ``output/state-backend.pt`` and ``output/state-ddrm.pt``; ``resume`` continues them.
+    """
+    out = start_run(cfg.output, cfg, "train", resume)
     data = data if data is not None else cfg.data.load(quiet=quiet)
     t0 = time.perf_counter()
-    backend = get_backend(cfg, data, quiet)
+    backend = get_backend(cfg, data, quiet, out, resume)
     backend_metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
     t1 = time.perf_counter()
-    model = DDRM(backend, cfg.ddrm, cfg.train, cfg.eval, cfg.seed, quiet).fit(data)
+    model = DDRM(backend, cfg.ddrm, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state-ddrm.pt")
     metrics = evaluate_splits(model, data, cfg.eval, model.device_)
     res = model.result_
     payload = {
@@ -114,8 +174,9 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
         "backend_seconds": t1 - t0, "ddrm_seconds": time.perf_counter() - t1, "output": cfg.output,
         "checkpoint": str(Path(cfg.output) / "ddrm.pt"),
     }
-    model.save(Path(cfg.output) / "ddrm.pt", data, to_dict(cfg), metrics)
-    write_run(cfg.output, cfg, payload)
+    model.save(out / "ddrm.pt", data, to_dict(cfg), metrics)
+    write_run(out, cfg, payload)
+    finish_run(out)
     return payload
 
 

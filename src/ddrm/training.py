@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,7 +22,9 @@ from .data.interactions import Interactions
 from .data.sampling import interaction_keys, sample_triples
 from .errors import ConfigError, DDRMError
 from .evaluation import Scorer, evaluate
+from .interrupt import StopFlag, TrainingInterrupted, graceful_signals
 from .settings import EvalConfig
+from .train_state import LoopState, capture_rng, load_state, restore_rng, save_state, state_exists
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +105,16 @@ class TrainResult:
     def epoch_seconds_mean(self) -> float:
         return sum(self.epoch_seconds) / len(self.epoch_seconds) if self.epoch_seconds else 0.0
 
+    def to_dict(self) -> dict:
+        """Everything, JSON-able (for training states)."""
+        return {"best_epoch": self.best_epoch, "best_score": self.best_score, "best_valid": self.best_valid,
+                "history": self.history, "epochs_run": self.epochs_run, "seconds": self.seconds,
+                "epoch_seconds": self.epoch_seconds}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainResult:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
     def summary(self) -> dict:
         """The JSON-able part kept in checkpoints."""
         return {"best_epoch": self.best_epoch, "best_valid": self.best_valid, "epochs_run": self.epochs_run,
@@ -107,6 +123,17 @@ class TrainResult:
 
 class NonFiniteLoss(DDRMError):
     """A loss became NaN or inf."""
+
+
+
+
+def _optimizer(model: TrainableModel, cfg: TrainConfig, params: list | None) -> torch.optim.Adam | None:
+    groups = params if params is not None else [{"params": list(model.parameters())}]
+    if groups and not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay) if groups else None
 
 
 def train_loop(
@@ -120,75 +147,122 @@ def train_loop(
     device: torch.device | None = None,
     params: list | None = None,
     on_epoch_end: Callable[[int, TrainResult], None] | None = None,
+    state_path: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train ``model`` with Adam on BPR triples, validating every ``eval_every`` epochs; keeps the best state.
 
     ``params`` may be a list of parameters or of Adam parameter groups (dicts with their own ``lr``).
     The model ends in the state of its best validation score (or the last state when ``epochs == 0``).
+
+    With ``state_path``: the full training state (weights, optimiser, RNG streams, position, best state, early-stopping
+    counter) is written there at the end of every epoch; SIGINT / SIGTERM finish the current step, write the state and
+    raise :class:`~ddrm.interrupt.TrainingInterrupted`; an existing state file is resumed from, bit-identically.
     """
     device = device or torch.device("cpu")
-    groups = params if params is not None else [{"params": list(model.parameters())}]
-    if groups and not isinstance(groups[0], dict):
-        groups = [{"params": groups}]
-    groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
-    groups = [g for g in groups if g["params"]]
     result = TrainResult()
-    if cfg.epochs == 0 or not groups:
+    opt = _optimizer(model, cfg, params)
+    if cfg.epochs == 0 or opt is None:
         return result
-    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(seed)
     keys = interaction_keys(data.train)
     n = data.train.nnz
-    best_state = None
-    bad = 0
+    cfg_dict = dataclasses.asdict(cfg)
+    st = LoopState()
+    if state_exists(state_path):
+        st = load_state(state_path, desc, seed, cfg_dict, data)
+        model.load_state_dict(st.model)
+        opt.load_state_dict(st.optimizer)
+        result = TrainResult.from_dict(st.result)
+        rng.bit_generator.state = st.epoch_rng
+        logger.info("%s: resuming from %s at epoch %d, step %d", desc, state_path, st.epoch, st.step)
+
+    def save(epoch: int, step: int, epoch_loss: float, epoch_rng: dict) -> None:
+        if state_path is None:
+            return
+        result.seconds = elapsed()
+        save_state(state_path, LoopState(
+            epoch=epoch, step=step, epoch_loss=epoch_loss, epoch_rng=epoch_rng, rng=capture_rng(model), bad=st.bad,
+            best_state=st.best_state, result=result.to_dict(), model=_cpu(model.state_dict()),
+            optimizer=opt.state_dict()), desc, seed, cfg_dict, data)
+
+    seconds_before = result.seconds
     t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        model.train(True)
-        model.on_epoch_start(epoch, rng)
-        users, pos, neg = (torch.from_numpy(a).to(device) for a in sample_triples(data.train, n, rng, keys))
-        total, steps = 0.0, 0
-        bar = tqdm(range(0, n, cfg.batch_size), desc=f"{desc} epoch {epoch}", leave=False, disable=quiet)
-        for lo in bar:
-            sl = slice(lo, lo + cfg.batch_size)
-            terms = model.loss(users[sl], pos[sl], neg[sl])
-            loss = terms["loss"]
-            if not torch.isfinite(loss):
-                detail = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-                raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}, step {steps} ({detail}); "
-                                    f"try a lower learning rate.")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            steps += 1
-            if steps % 20 == 0:
-                bar.set_postfix(loss=f"{total / steps:.4f}", valid=f"{result.best_score:.4f}")
-        model.train(False)
-        entry = {"epoch": epoch, "loss": total / max(steps, 1), "seconds": time.perf_counter() - t0}
-        result.epoch_seconds.append(entry["seconds"])
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            metrics = evaluate(model.scorer(), data, "valid", eval_cfg.ks, eval_cfg.batch_size, device=device).metrics
-            score = metrics[eval_cfg.metric]
-            entry["valid"] = metrics
-            if score > result.best_score:
-                result.best_score, result.best_epoch, result.best_valid = score, epoch, metrics
-                best_state = copy.deepcopy(model.state_dict())
-                bad = 0
-            else:
-                bad += 1
-            logger.info("%s epoch %d: loss %.4f, valid %s %.4f (best %.4f at %d)", desc, epoch, entry["loss"],
-                        eval_cfg.metric, score, result.best_score, result.best_epoch)
-        result.history.append(entry)
-        result.epochs_run = epoch
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, result)
-        if bad >= cfg.patience:
-            logger.info("%s: early stop at epoch %d (no improvement in %d validations)", desc, epoch, bad)
-            break
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - t_start
+
+    guard = graceful_signals() if state_path is not None else nullcontext(StopFlag())
+    with guard as stop:
+        for epoch in range(st.epoch, cfg.epochs + 1 if st.bad < cfg.patience else st.epoch):
+            t0 = time.perf_counter()
+            epoch_rng = copy.deepcopy(rng.bit_generator.state)
+            model.train(True)
+            model.on_epoch_start(epoch, rng)
+            users, pos, neg = (torch.from_numpy(a).to(device) for a in sample_triples(data.train, n, rng, keys))
+            first, total = 0, 0.0
+            if epoch == st.epoch and st.rng:  # resuming: the torch streams as they were when the state was written
+                restore_rng(model, st.rng)
+                first, total = st.step, st.epoch_loss
+            n_steps = -(-n // cfg.batch_size)
+            bar = tqdm(range(first, n_steps), desc=f"{desc} epoch {epoch}", leave=False, disable=quiet,
+                       initial=first, total=n_steps)
+            for step in bar:
+                sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
+                terms = model.loss(users[sl], pos[sl], neg[sl])
+                loss = terms["loss"]
+                if not torch.isfinite(loss):
+                    detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                    kept = f"; the last good state is in {state_path}" if state_exists(state_path) else ""
+                    raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}, step {step} ({detail}); "
+                                        f"try a lower learning rate{kept}.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item()
+                if (step + 1) % 20 == 0:
+                    bar.set_postfix(loss=f"{total / (step + 1):.4f}", valid=f"{result.best_score:.4f}")
+                if stop.requested and step + 1 < n_steps:
+                    save(epoch, step + 1, total, epoch_rng)
+                    raise TrainingInterrupted(f"{desc}: stopped by {stop.name} at epoch {epoch}, step {step + 1} of "
+                                              f"{n_steps}; state saved to {state_path}", stop.signum,
+                                              str(Path(state_path).parent))
+            bar.close()
+            model.train(False)
+            entry = {"epoch": epoch, "loss": total / max(n_steps, 1), "seconds": time.perf_counter() - t0}
+            result.epoch_seconds.append(entry["seconds"])
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                metrics = evaluate(model.scorer(), data, "valid", eval_cfg.ks, eval_cfg.batch_size,
+                                   device=device).metrics
+                score = metrics[eval_cfg.metric]
+                entry["valid"] = metrics
+                if score > result.best_score:
+                    result.best_score, result.best_epoch, result.best_valid = score, epoch, metrics
+                    st.best_state = _cpu(model.state_dict())
+                    st.bad = 0
+                else:
+                    st.bad += 1
+                logger.info("%s epoch %d: loss %.4f, valid %s %.4f (best %.4f at %d)", desc, epoch, entry["loss"],
+                            eval_cfg.metric, score, result.best_score, result.best_epoch)
+            result.history.append(entry)
+            result.epochs_run = epoch
+            st.rng = {}
+            save(epoch + 1, 0, 0.0, copy.deepcopy(rng.bit_generator.state))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, result)
+            if stop.requested and epoch < cfg.epochs and st.bad < cfg.patience:
+                raise TrainingInterrupted(f"{desc}: stopped by {stop.name} after epoch {epoch}; state saved to "
+                                          f"{state_path}", stop.signum, str(Path(state_path).parent))
+            if st.bad >= cfg.patience:
+                logger.info("%s: early stop at epoch %d (no improvement in %d validations)", desc, epoch, st.bad)
+                break
     opt.zero_grad(set_to_none=True)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if st.best_state is not None:
+        model.load_state_dict(st.best_state)
     model.train(False)
-    result.seconds = time.perf_counter() - t_start
+    result.seconds = elapsed()
     return result
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a state dict."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}

@@ -60,8 +60,11 @@ class Backend(Recommender):
                 module.item.copy_(item)
         return module
 
-    def fit(self, data: Interactions) -> Backend:
-        """Build the module and train it with BPR (no training for ``import`` unless ``train.epochs > 0``)."""
+    def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None) -> Backend:
+        """Build the module and train it with BPR (no training for ``import`` unless ``train.epochs > 0``).
+
+        ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``).
+        """
         device = resolve_device(self.train.device)
         self.module_ = self._build(data).to(device)
         self.device_ = device
@@ -70,7 +73,8 @@ class Backend(Recommender):
         if self.config.name == "import" and epochs:
             logger.info("fine-tuning imported embeddings for up to %d epochs", epochs)
         self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
-                                               desc=self.config.name, device=device)
+                                               desc=self.config.name, device=device,
+                                               state_path=state_path)
         self.module_.train(False)
         return self
 

@@ -1,0 +1,72 @@
+"""Graceful SIGINT / SIGTERM during training: the loop finishes its step, saves its state, then stops."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from .errors import DDRMError
+
+logger = logging.getLogger(__name__)
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class TrainingInterrupted(DDRMError):
+    """Training stopped on a signal after saving its state; ``exit_code`` is 130 (SIGINT) or 143 (SIGTERM).
+
+    ``run_dir`` is the folder holding the state (what ``--resume`` takes).
+    """
+
+    def __init__(self, message: str, signum: int, run_dir: str | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.run_dir = run_dir
+        self.exit_code = EXIT_CODES.get(signum, 130)
+
+
+@dataclass
+class StopFlag:
+    """Set by the signal handler; polled by the training loop after every step."""
+
+    signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+
+@contextmanager
+def graceful_signals() -> Iterator[StopFlag]:
+    """Within the block, SIGINT / SIGTERM set a :class:`StopFlag` instead of killing the process.
+
+    A second SIGINT while the first is pending raises ``KeyboardInterrupt`` at once (the user insists). Outside the
+    main thread (where Python cannot install handlers) the flag is never set and signals behave as usual. The
+    previous handlers are restored on exit.
+    """
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        if flag.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.signum = signum
+        logger.warning("%s received: finishing the current step and saving the training state",
+                       signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in EXIT_CODES}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

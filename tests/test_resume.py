@@ -1,0 +1,168 @@
+"""Interruption and exact resumption: a run stopped by SIGINT / SIGTERM mid-epoch and resumed ends bit-identical."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ddrm.backends import Backend, BackendConfig
+from ddrm.checkpoint import load_checkpoint
+from ddrm.cli import main
+from ddrm.data.synthetic import SyntheticConfig, make_synthetic
+from ddrm.errors import CheckpointError
+from ddrm.model import DDRM
+from ddrm.training import NonFiniteLoss, TrainConfig
+
+CONFIG = (
+    "data: {name: synthetic, synthetic: {n_users: 400, n_items: 200, mean_items: 30}}\n"
+    "backend: {name: lightgcn, layers: 2, dim: 16}\n"
+    "pretrain: {epochs: 4, eval_every: 2, batch_size: 32, lr: 0.01}\n"
+    "ddrm: {steps: 4, dims: [32]}\n"
+    "train: {epochs: 4, eval_every: 2, batch_size: 32}\n"
+)
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ddrm", *args, "--quiet", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("resume")
+    (root / "c.yaml").write_text(CONFIG)
+    proc = _cli("train", "--config", str(root / "c.yaml"), "--output", str(root / "full"))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    return {"root": root, "payload": json.loads(out)}
+
+
+@pytest.mark.parametrize(("phase", "sig", "code"), [("backend", signal.SIGTERM, 143), ("ddrm", signal.SIGINT, 130)])
+def test_interrupted_mid_epoch_then_resumed_is_bit_identical(uninterrupted, phase, sig, code):
+    root = uninterrupted["root"]
+    run = root / f"cut-{phase}"
+    proc = _cli("train", "--config", str(root / "c.yaml"), "--output", str(run))
+    state = run / f"state-{phase}.pt"
+    deadline = time.monotonic() + 120
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the state appears at the end of epoch 1: the process is now inside epoch 2
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and f"--resume {run}" in err
+    saved = load_checkpoint(state, "train_state")
+    assert saved["step"] > 0, "the signal should land mid-epoch"
+    assert not (run / "metrics.json").exists()
+
+    # a fresh run into the same folder refuses to clobber the interrupted one
+    again = _cli("train", "--config", str(root / "c.yaml"), "--output", str(run))
+    _, err2 = again.communicate(timeout=120)
+    assert again.returncode == 2 and "--resume" in err2
+
+    resumed = _cli("train", "--resume", str(run))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    p = json.loads(out)
+    full = uninterrupted["payload"]
+    assert p["metrics"] == full["metrics"]
+    assert p["backend_metrics"] == full["backend_metrics"]
+    assert p["best_epoch"] == full["best_epoch"] and p["epochs_run"] == full["epochs_run"]
+    assert not list(run.glob("state*.pt")), "training states are removed once the run is complete"
+
+
+def test_resume_usage_errors(uninterrupted, capsys):
+    root = uninterrupted["root"]
+    assert main(["train", "--resume", str(root / "full"), "--quiet"]) == 2
+    assert "no interrupted run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(root / "full"), "--set", "train.lr=1"]) == 2
+    assert "drop --set" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(root / "nowhere"), "--quiet"]) == 2
+    assert "config.yaml" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_synthetic(SyntheticConfig(n_users=120, n_items=60, mean_items=10, seed=3))
+
+
+def _fit(data, seed: int, **train) -> Backend:
+    cfg = TrainConfig(**{"epochs": 3, "eval_every": 1, "batch_size": 128, "lr": 0.01, **train})
+    return Backend(BackendConfig(name="sgl", layers=1, dim=8), cfg, seed=seed, quiet=True).fit(data)
+
+
+def test_same_seed_identical_other_seed_different(tiny):
+    a, b, c = _fit(tiny, 0), _fit(tiny, 0), _fit(tiny, 1)
+    assert torch.equal(a.user_embeddings(), b.user_embeddings())
+    assert a.result_.history[-1]["loss"] == b.result_.history[-1]["loss"]
+    assert not torch.equal(a.user_embeddings(), c.user_embeddings())
+    d1 = DDRM(a, steps=3, dims=(16,), train=TrainConfig(epochs=2, batch_size=128), seed=0, quiet=True).fit(tiny)
+    d2 = DDRM(b, steps=3, dims=(16,), train=TrainConfig(epochs=2, batch_size=128), seed=0, quiet=True).fit(tiny)
+    d3 = DDRM(b, steps=3, dims=(16,), train=TrainConfig(epochs=2, batch_size=128), seed=5, quiet=True).fit(tiny)
+    users = torch.arange(tiny.n_users)
+    assert torch.equal(d1.score(users), d2.score(users))
+    assert not torch.equal(d1.score(users), d3.score(users))
+
+
+def test_state_file_holds_everything_and_resumes_after_the_last_epoch(tiny, tmp_path):
+    state = tmp_path / "state.pt"
+    a = Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=2, eval_every=1, batch_size=128, lr=0.01),
+                seed=0, quiet=True).fit(tiny, state)
+    s = load_checkpoint(state, "train_state")
+    assert {"model", "optimizer", "rng", "epoch_rng", "best_state", "bad", "result", "data", "train"} <= set(s)
+    assert s["epoch"] == 3 and s["step"] == 0 and s["data"]["fingerprint"] == tiny.fingerprint()
+    assert {"torch", "python", "numpy", "model"} <= set(s["rng"])
+    # extending epochs continues from the saved state and equals a straight 4-epoch run
+    b = Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=4, eval_every=1, batch_size=128, lr=0.01),
+                seed=0, quiet=True).fit(tiny, state)
+    c = Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=4, eval_every=1, batch_size=128, lr=0.01),
+                seed=0, quiet=True).fit(tiny)
+    assert torch.equal(b.user_embeddings(), c.user_embeddings())
+    assert b.result_.best_valid == c.result_.best_valid
+    assert a.result_.epochs_run == 2 and b.result_.epochs_run == 4
+
+
+def test_state_refused_for_other_data_seed_or_settings(tiny, tmp_path):
+    state = tmp_path / "state.pt"
+    Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=1), seed=0, quiet=True).fit(tiny, state)
+    other = make_synthetic(SyntheticConfig(n_users=120, n_items=60, mean_items=10, seed=4))
+    with pytest.raises(CheckpointError, match="other interactions|users x"):
+        Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=2), seed=0, quiet=True).fit(other, state)
+    with pytest.raises(CheckpointError, match="seed"):
+        Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=2), seed=1, quiet=True).fit(tiny, state)
+    with pytest.raises(CheckpointError, match="train.batch_size"):
+        Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=2, batch_size=7), seed=0,
+                quiet=True).fit(tiny, state)
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=2), seed=0, quiet=True).fit(tiny, state)
+
+
+def test_non_finite_loss_names_step_terms_and_keeps_last_state(tiny, tmp_path):
+    state = tmp_path / "state.pt"
+    Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=1, batch_size=128), seed=0,
+            quiet=True).fit(tiny, state)
+    before = state.read_bytes()
+    with pytest.raises(NonFiniteLoss, match=r"epoch 2, step \d+ \(.*loss=inf\).*lower learning rate.*last good state"):
+        Backend(BackendConfig(name="mf", dim=8, reg=np.inf), TrainConfig(epochs=3, batch_size=128), seed=0,
+                quiet=True).fit(tiny, state)
+    assert state.read_bytes() == before
+
+
+def test_format_version_refused(tmp_path):
+    from ddrm.checkpoint import save_checkpoint
+
+    path = tmp_path / "x.pt"
+    save_checkpoint(path, {"kind": "backend"})
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(path, "backend")
