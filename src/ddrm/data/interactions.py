@@ -123,6 +123,7 @@ class Interactions:
                 logger.warning("%s: collapsed %d duplicated interactions in the %s split", name or "data", n_dup, s)
             if lab:
                 out_labels[s] = lab
+        _warn_cold(mats, name)
         return cls(mats["train"], mats["valid"], mats["test"], user_ids, item_ids, out_labels, name)
 
     # ------------------------------------------------------------------ views
@@ -233,3 +234,19 @@ def _lookup(ids: np.ndarray | None, raw: str, n: int, kind: str) -> int:
         if hits.size:
             return int(hits[0])
     raise DataError(f"unknown {kind} id {raw!r}.")
+
+
+def _warn_cold(mats: dict[str, sp.csr_matrix], name: str) -> None:
+    """Say how many valid/test users and items never occur in train (documented: they are kept and evaluated)."""
+    has_user = np.diff(mats["train"].indptr) > 0
+    has_item = np.bincount(mats["train"].indices, minlength=mats["train"].shape[1]) > 0
+    for s in ("valid", "test"):
+        m = mats[s]
+        users = np.flatnonzero(np.diff(m.indptr) > 0)
+        cold_users = int((~has_user[users]).sum())
+        cold_items = int(np.unique(m.indices[~has_item[m.indices]]).size)
+        if cold_users or cold_items:
+            logger.warning("%s: the %s split has %d users and %d items without any training interaction; they are "
+                           "kept (full-ranking metrics count them, and no model can rank well for them)",
+                           name or "data", s, cold_users, cold_items)
+

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from .interactions import SPLITS, Interactions
 from .preprocess import SplitOptions, carve_validation, split_table, tables_to_interactions
-from .table import RawTable, check_ids, columns_from_rows, read_rows, to_float
+from .table import RawTable, check_ids, iter_row_chunks, read_columns, read_rows, to_float
 
 logger = logging.getLogger(__name__)
 
@@ -129,33 +129,38 @@ def _read_diffrec(folder: Path, opts: ReadOptions) -> Interactions:
 
 
 def _read_lines(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Parse ``user item item ...`` lines; a line with a user alone means no items. Returns (users, items)."""
-    rows = read_rows(path, None)
-    if not rows:
+    """Parse ``user item item ...`` lines, streamed in chunks; a line with a user alone means no items.
+
+    Returns (users, items) int64 arrays [n].
+    """
+    users, items, seen = [], [], False
+    for lines, rows in iter_row_chunks(path, None):
+        seen = seen or bool(rows)
+        counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        try:
+            ids = np.array([t for r in rows for t in r], dtype=np.int64)
+        except (ValueError, OverflowError):
+            for k, r in enumerate(rows):
+                for t in r:
+                    try:
+                        if not -(2**63) <= int(t) < 2**63:
+                            raise OverflowError
+                    except (ValueError, OverflowError):
+                        raise DataError(f"{path}, line {int(lines[k])}: {t!r} is not an integer id "
+                                        f"(or is beyond 64 bits).") from None
+            raise
+        neg = np.flatnonzero(ids < 0)
+        if neg.size:
+            line = int(lines[int(np.searchsorted(np.cumsum(counts), neg[0], side="right"))])
+            raise DataError(f"{path}, line {line}: negative id {ids[neg[0]]}.")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        users.append(np.repeat(ids[starts], counts - 1))
+        is_item = np.ones(ids.size, dtype=bool)
+        is_item[starts] = False
+        items.append(ids[is_item])
+    if not seen:
         raise DataError(f"{path}: empty file.")
-    counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-    flat = [t for r in rows for t in r]
-    try:
-        ids = np.array(flat, dtype=np.int64)
-    except (ValueError, OverflowError):
-        for k, r in enumerate(rows):
-            for t in r:
-                try:
-                    v = int(t)
-                    if not -(2**63) <= v < 2**63:
-                        raise OverflowError
-                except (ValueError, OverflowError):
-                    raise DataError(f"{path}, line {k + 1}: {t!r} is not an integer id.") from None
-        raise
-    neg = np.flatnonzero(ids < 0)
-    if neg.size:
-        line = int(np.searchsorted(np.cumsum(counts), neg[0], side="right")) + 1
-        raise DataError(f"{path}, line {line}: negative id {ids[neg[0]]}.")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    users = np.repeat(ids[starts], counts - 1)
-    is_item = np.ones(ids.size, dtype=bool)
-    is_item[starts] = False
-    return users, ids[is_item]
+    return np.concatenate(users), np.concatenate(items)
 
 
 def _id_map(path: Path) -> np.ndarray | None:
@@ -200,30 +205,41 @@ def _table_with_header(path: Path, sep: str | None, opts: ReadOptions, typed: bo
 
     A header-only file is an error unless ``allow_empty`` (a valid / test split may be empty; a warning says so).
     """
-    rows = read_rows(path, sep)
-    if not rows:
-        raise DataError(f"{path}: empty file.")
-    header = [h.strip() for h in rows[0]]
-    names = [h.split(":", 1)[0] if typed else h for h in header]
-    body = rows[1:]
-    if not body and not allow_empty:
-        raise DataError(f"{path}: has a header but no interactions.")
-    if not body:
-        logger.warning("%s: has a header but no interactions; this split is empty", path)
-    idx = {}
-    for key, col in (("user", opts.user_col), ("item", opts.item_col)):
-        if col not in names:
-            raise DataError(f"{path}: no column {col!r} in the header (columns: {', '.join(names)}).")
-        idx[key] = names.index(col)
-    for key, col in (("rating", opts.rating_col), ("timestamp", opts.timestamp_col), ("noise", "noise")):
-        if col in names:
+    found: dict[str, list[str]] = {}
+
+    def pick(header: list[str] | None) -> dict[str, int]:
+        names = [h.split(":", 1)[0] if typed else h for h in header or []]
+        found["names"] = names
+        idx = {}
+        for key, col in (("user", opts.user_col), ("item", opts.item_col)):
+            if col not in names:
+                hint = ""
+                if len(names) == 1 and any(d in (header or [""])[0] for d in (",", "\t", ";", "|", " ")):
+                    hint = " (wrong delimiter? set data.read.sep)"
+                raise DataError(f"{path}: no column {col!r} in the header (columns: {', '.join(names)}){hint}.")
             idx[key] = names.index(col)
-    cols = columns_from_rows(body, path, idx, first_line=2) if body else {k: [] for k in idx}
-    extra = {"noise": to_float(cols["noise"], path, "noise", 2)} if "noise" in cols else {}
-    injected = extra["noise"] == 1 if extra else None
-    extra.update({k: to_float(cols[k], path, k, 2, injected) for k in ("rating", "timestamp") if k in cols})
-    return RawTable(check_ids(cols["user"], path, opts.user_col, 2), check_ids(cols["item"], path, opts.item_col, 2),
-                    extra, str(path))
+        for key, col in (("rating", opts.rating_col), ("timestamp", opts.timestamp_col), ("noise", "noise")):
+            if col in names:
+                idx[key] = names.index(col)
+        return idx
+
+    def convert(cols: dict[str, np.ndarray], lines: np.ndarray) -> dict[str, np.ndarray]:
+        out = {"user": check_ids(cols["user"], path, opts.user_col, lines),
+               "item": check_ids(cols["item"], path, opts.item_col, lines)}
+        if "noise" in cols:
+            out["noise"] = to_float(cols["noise"], path, "noise", lines)
+        injected = out["noise"] == 1 if "noise" in out else None
+        out.update({k: to_float(cols[k], path, k, lines, injected, dates=k == "timestamp")
+                    for k in ("rating", "timestamp") if k in cols})
+        return out
+
+    _, cols, lines = read_columns(path, sep, pick, header=True, convert=convert)
+    if not lines.size and not allow_empty:
+        raise DataError(f"{path}: has a header but no interactions.")
+    if not lines.size:
+        logger.warning("%s: has a header but no interactions; this split is empty", path)
+    user, item = cols.pop("user"), cols.pop("item")
+    return RawTable(user, item, {k: v.astype(np.float64) for k, v in cols.items()}, str(path))
 
 
 def _split_or_presplit(files: dict[str, Path], single: Path | None, read, opts: ReadOptions, name: str) -> Interactions:
@@ -265,14 +281,23 @@ def _read_csv(path: Path, opts: ReadOptions) -> Interactions:
     return _split_or_presplit(presplit, singles[0] if singles else None, read, opts, path.name)
 
 
+def read_movielens_table(path: Path) -> RawTable:
+    """A raw ``ratings.dat`` (``::``) or ``u.data`` (tab) file as a :class:`RawTable`, streamed in one pass."""
+    sep = "::" if path.name.endswith(".dat") else "\t"
+
+    def convert(cols: dict[str, np.ndarray], lines: np.ndarray) -> dict[str, np.ndarray]:
+        return {"user": check_ids(cols["user"], path, "user id", lines),
+                "item": check_ids(cols["item"], path, "item id", lines),
+                **{k: to_float(cols[k], path, k, lines, dates=k == "timestamp") for k in ("rating", "timestamp")}}
+
+    _, cols, lines = read_columns(path, sep, lambda _: {"user": 0, "item": 1, "rating": 2, "timestamp": 3},
+                                  header=False, convert=convert)
+    if not lines.size:
+        raise DataError(f"{path}: empty file.")
+    return RawTable(cols["user"], cols["item"], {k: cols[k] for k in ("rating", "timestamp")}, str(path))
+
+
 def _read_movielens(path: Path, opts: ReadOptions) -> Interactions:
     if path.is_dir():
         path = path / "ratings.dat" if (path / "ratings.dat").is_file() else path / "u.data"
-    sep = "::" if path.name.endswith(".dat") else "\t"
-    rows = read_rows(path, sep)
-    if not rows:
-        raise DataError(f"{path}: empty file.")
-    cols = columns_from_rows(rows, path, {"user": 0, "item": 1, "rating": 2, "timestamp": 3}, first_line=1)
-    table = RawTable(check_ids(cols["user"], path, "user id", 1), check_ids(cols["item"], path, "item id", 1),
-                     {k: to_float(cols[k], path, k, 1) for k in ("rating", "timestamp")}, str(path))
-    return tables_to_interactions(split_table(table, opts.split), path.parent.name)
+    return tables_to_interactions(split_table(read_movielens_table(path), opts.split), path.parent.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import time
@@ -132,7 +133,7 @@ def download(url: str, dest: Path, sha256: str, retries: int = 3, backoff: float
                 if h.hexdigest() != sha256:
                     raise ValueError(f"sha256 mismatch ({h.hexdigest()[:16]} != {sha256[:16]})")
             return
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             last = str(exc)
             logger.warning("download of %s failed (attempt %d/%d): %s", url, attempt + 1, retries, last)
     raise DataError(f"could not download {url} ({last}).")
