@@ -110,3 +110,19 @@ def test_seeded_training_is_reproducible(setup):
     a = small_ddrm(backend).fit(data).score(torch.arange(4))
     b = small_ddrm(backend).fit(data).score(torch.arange(4))
     torch.testing.assert_close(a, b)
+
+
+def test_inference_fast_path_equals_generic_forward_and_step():
+    from ddrm.denoiser import MLPDenoiser
+    from ddrm.diffusion import GaussianDiffusion, make_betas
+
+    den = MLPDenoiser(8, (6, 12), time_dim=4, activation="tanh", generator=torch.Generator().manual_seed(1)).eval()
+    x, c = torch.randn(5, 8), torch.randn(5, 8)
+    for s in (0, 3, 9):
+        fast = den.forward_prepared(x, den.condition_part(c), den.time_part(s, x))
+        assert torch.allclose(fast, den(x, c, torch.full((5,), s)), atol=1e-6)
+    for prediction in ("x0", "eps"):
+        diff = GaussianDiffusion(make_betas("linear", 10, 1.0, 1e-4, 0.02), prediction)
+        out = torch.randn(5, 8)
+        for s in (0, 4, 9):
+            assert torch.allclose(diff.step_at(out, x, s), diff.step(out, x, torch.full((5,), s)), atol=1e-6)

@@ -90,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_rec.add_argument("--k", type=int, default=20, help="list length (default 20)")
     p_rec.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
 
+    p_serve = sub.add_parser("serve", parents=[_common()], help="HTTP recommendation service + web page (ddrm[serve])")
+    p_serve.add_argument("--checkpoint", required=True, help="a ddrm.pt or backend.pt checkpoint")
+    p_serve.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
+    p_serve.add_argument("--items", default=None, help="item metadata file (item_id, title, genres columns)")
+    p_serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    p_serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p_serve.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model once)")
+    p_serve.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    p_serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+
     p_demo = sub.add_parser("demo", parents=[_common(data=False)],
                             help="MostPop, EASE, LightGCN and LightGCN + DDRM on built-in synthetic data with planted noise")
     p_demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -266,8 +276,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _checkpoint_data(args: argparse.Namespace, payload: dict[str, Any]):
     """The dataset a checkpoint was trained on, unless --data / --data-root / --format say otherwise."""
-    saved = {} if args.data is not None else payload.get("config", {}).get("data", {})
-    return build_config(DataConfig, overrides=deep_merge(saved, _data_flags(args, args.data))).load(quiet=args.quiet)
+    from .runs import checkpoint_data_config
+
+    return checkpoint_data_config(payload, _data_flags(args, args.data)).load(quiet=args.quiet)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -312,8 +323,43 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        import uvicorn
+
+        from .serve.app import ENV_PREFIX, create_app
+    except ImportError:
+        raise UsageError("ddrm serve needs the serve extra: pip install 'ddrm[serve]'.") from None
+    import torch
+
+    from .serve import RecommendationService
+
+    if args.workers < 1 or args.threads < 1 or not 0 <= args.port <= 65535:
+        raise UsageError("--workers and --threads must be >= 1 and --port in 0..65535.")
+    torch.set_num_threads(args.threads)
+    overrides = _data_flags(args, args.data)
+    service = RecommendationService(args.checkpoint, data_overrides=overrides, items_file=args.items,
+                                    device=args.device)  # loaded here: a bad checkpoint fails before listening
+    h = service.health()
+    logger.info("serving %s (%s on %s, %d users x %d items) on http://%s:%s", args.checkpoint, h["model"],
+                h["dataset"], h["n_users"], h["n_items"], args.host, args.port)
+    level = "warning" if args.quiet else "info"
+    if args.workers == 1:
+        uvicorn.run(create_app(service), host=args.host, port=args.port, log_level=level)
+    else:
+        os.environ.update({ENV_PREFIX + "CHECKPOINT": str(args.checkpoint), ENV_PREFIX + "DATA": json.dumps(overrides),
+                           ENV_PREFIX + "ITEMS": args.items or "", ENV_PREFIX + "DEVICE": args.device,
+                           ENV_PREFIX + "THREADS": str(args.threads)})
+        del service
+        uvicorn.run("ddrm.serve.app:app_from_env", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=level)
+    return 0
+
+
 HANDLERS = {"info": cmd_data_info, "prepare": cmd_data_prepare, "baseline": cmd_baseline, "demo": cmd_demo,
-            "pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}
+            "pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
 
 Activation = Literal["tanh", "sigmoid", "relu"]
 _ACT = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
+_ACT_FN = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -44,7 +46,9 @@ class MLPDenoiser(nn.Module):
         if not dims or min(dims) < 1 or time_dim < 1 or not 0 <= dropout < 1:
             raise ConfigError("denoiser needs non-empty positive dims, time_dim >= 1 and 0 <= dropout < 1.")
         self.time_dim = time_dim
+        self.emb_dim = emb_dim
         self.dropout = dropout
+        self.act = _ACT_FN[activation]
         self.time_layer = nn.Linear(time_dim, time_dim)
         sizes = [2 * emb_dim + time_dim, *reversed(dims), *dims[1:], emb_dim]
         layers: list[nn.Module] = []
@@ -69,3 +73,53 @@ class MLPDenoiser(nn.Module):
             x_t = x_t * keep.to(x_t.dtype) / (1.0 - self.dropout)
         temb = self.time_layer(timestep_embedding(t, self.time_dim).to(x_t.dtype))
         return self.mlp(torch.cat([x_t, temb, cond], dim=-1))
+
+    # ------------------------------------------------------------------ inference fast path
+    # The first layer acts on [x_t, temb, cond]; split its weight so the condition's share is computed once per
+    # generation and the time's share once per step, instead of re-concatenating per step (same maths).
+    # Cached views / time parts are dropped whenever the weights may change (train mode, loading, moving).
+    def train(self, mode: bool = True):
+        self._cache = {}
+        return super().train(mode)
+
+    def _apply(self, fn, recurse=True):
+        self._cache = {}
+        return super()._apply(fn, recurse)
+
+    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+        self._cache = {}
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
+    def _parts(self) -> dict:
+        cache = self.__dict__.setdefault("_cache", {})
+        if "first" not in cache:
+            first = self.mlp[0]
+            d, td = self.emb_dim, self.time_dim
+            w = first.weight
+            cache["first"] = (w[:, :d], w[:, d:d + td], w[:, d + td:], first.bias)
+            cache["rest"] = [(m.weight, m.bias) for m in self.mlp if isinstance(m, nn.Linear)][1:]
+        return cache
+
+    def condition_part(self, cond: torch.Tensor) -> torch.Tensor:
+        """``W_c cond + b`` of the first layer [B, h], shared by every reverse step."""
+        _, _, wc, b = self._parts()["first"]
+        return F.linear(cond, wc, b)
+
+    def time_part(self, step: int, like: torch.Tensor) -> torch.Tensor:
+        """``W_t Linear(temb(step))`` of the first layer [1, h] (cached per step outside training)."""
+        cache = self._parts()
+        key = ("time", step, like.dtype, like.device, torch.is_autocast_enabled(like.device.type))
+        if key not in cache or self.training:
+            _, wt, _, _ = cache["first"]
+            t = torch.full((1,), step, dtype=torch.long, device=like.device)
+            cache[key] = F.linear(self.time_layer(timestep_embedding(t, self.time_dim).to(like.dtype)), wt)
+        return cache[key]
+
+    def forward_prepared(self, x_t: torch.Tensor, cond_part: torch.Tensor, time_part: torch.Tensor) -> torch.Tensor:
+        """Eval-mode forward from precomputed condition / time parts: equals ``forward(x_t, cond, t)``."""
+        cache = self._parts()
+        h = F.linear(x_t, cache["first"][0]) + cond_part + time_part
+        for w, b in cache["rest"]:
+            h = F.linear(self.act(h), w, b)
+        return h
+

@@ -135,6 +135,27 @@ class GaussianDiffusion(nn.Module):
         noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
         return mean + (t > 0).to(xt.dtype).unsqueeze(-1) * var.sqrt() * noise
 
+    def scalar_coefficients(self) -> dict[str, list[float]]:
+        """The schedule as Python floats (for :meth:`step_at`; fetch once per generation, not per step)."""
+        return {k: getattr(self, k).tolist() for k in ("alphas_cumprod", "posterior_mean_coef1",
+                                                       "posterior_mean_coef2", "posterior_variance")}
+
+    def step_at(self, model_output: torch.Tensor, xt: torch.Tensor, step: int, sample: bool = False,
+                generator: torch.Generator | None = None, coefs: dict[str, list[float]] | None = None
+                ) -> torch.Tensor:
+        """:meth:`step` for one timestep shared by the whole batch (scalar coefficients: no gathers)."""
+        c = coefs or self.scalar_coefficients()
+        if self.prediction == "x0":
+            x0 = model_output
+        else:
+            abar = c["alphas_cumprod"][step]
+            x0 = (xt - math.sqrt(1.0 - abar) * model_output) / math.sqrt(abar)
+        mean = c["posterior_mean_coef1"][step] * x0 + c["posterior_mean_coef2"][step] * xt
+        if not sample or step == 0:
+            return mean
+        noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
+        return mean + math.sqrt(c["posterior_variance"][step]) * noise
+
     def noise_to_signal(self, t: int | None = None) -> float:
         """``sqrt(1 - abar_t) / sqrt(abar_t)`` at step t (default T - 1): the std of the injected noise per unit of
         signal (for unit-variance embeddings it is the noise-to-signal norm ratio)."""

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backends import Backend
-from .backends.base import EmbeddingBackend
+from .backends.base import EmbeddingBackend, history_mean, history_mean_csr
 from .checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
 from .config import from_dict, to_dict
 from .data.interactions import Interactions
@@ -147,12 +147,7 @@ class DDRMModule(nn.Module):
     def history_average(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Mean item embedding [B, d] of each user's training items (zeros for a user without any)."""
         rows = self.train_matrix[users.cpu().numpy()]
-        deg = np.maximum(np.diff(rows.indptr), 1).astype(np.float32)
-        norm = sp.diags(1.0 / deg) @ rows
-        m = torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
-                                    torch.from_numpy(norm.indices.astype(np.int64)),
-                                    torch.from_numpy(norm.data.astype(np.float32)), size=norm.shape).to(items.device)
-        return m @ items
+        return history_mean_csr(rows.indptr, rows.indices, items)
 
     # ------------------------------------------------------------------ training
     def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
@@ -208,19 +203,27 @@ class DDRMModule(nn.Module):
             x0 = e_u
         else:
             x0 = None
+        return self.reverse(x0, e_u, generator)
+
+    @torch.no_grad()
+    def reverse(self, x0: torch.Tensor | None, cond: torch.Tensor, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+        """Noise the start point ``x0`` [B, d] to step T - 1 (pure noise when None) and run the S reverse steps of
+        the item denoiser guided by ``cond`` [B, d]; returns [B, d]. ``x0`` itself when the item denoiser is off."""
         if not self.cfg.item_denoiser:
-            return x0 if x0 is not None else e_u
-        T, S = self.cfg.steps, self.cfg.sampling
+            return x0 if x0 is not None else cond
+        T, S, n, dev = self.cfg.steps, self.cfg.sampling, cond.shape[0], cond.device
         g = generator
         if x0 is None:
-            x = torch.randn(e_u.shape, generator=g, device=e_u.device, dtype=e_u.dtype)
+            x = torch.randn(cond.shape, generator=g, device=dev, dtype=cond.dtype)
         else:
-            x = self.diffusion.q_sample(x0, torch.full((users.shape[0],), T - 1, device=e_u.device), generator=g)
+            x = self.diffusion.q_sample(x0, torch.full((n,), T - 1, device=dev), generator=g)
+        den, coefs = self.item_denoiser, self.diffusion.scalar_coefficients()
         with self._autocast():
+            cond_part = den.condition_part(cond)
             for step in range(S - 1, -1, -1):
-                t = torch.full((users.shape[0],), step, device=e_u.device, dtype=torch.long)
-                out = self.item_denoiser(x, e_u, t).float()
-                x = self.diffusion.step(out, x.float(), t, sample=self.cfg.sampling_noise, generator=g)
+                out = den.forward_prepared(x, cond_part, den.time_part(step, x)).float()
+                x = self.diffusion.step_at(out, x.float(), step, self.cfg.sampling_noise, g, coefs)
         return x.float()
 
     def scorer(self) -> DDRMModule:
@@ -320,6 +323,21 @@ class DDRM(Recommender):
         self._check_fitted()
         return self.module_.score(users)
 
+    @torch.no_grad()
+    def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
+        """Scores [B, n_items] for users *not in training*, each given by an array of item indices (fold-in).
+
+        The history average of the item embeddings is both the start point (as for known users) and the guidance:
+        a new user has no learned embedding, and the history average is the backend's own estimate of it (exact for
+        MF-style fold-in; for graph backends it is the propagated item embeddings' mean).
+        """
+        self._check_fitted()
+        i_all = self.backend.item_embeddings()
+        avg = history_mean(histories, i_all)
+        x0 = None if self.config.start == "noise" else avg
+        g = torch.Generator(device=i_all.device).manual_seed(self.seed + 2 if seed is None else seed)
+        return self.module_.reverse(x0, avg, g) @ i_all.T
+
     def noise_scores(self, data: Interactions) -> np.ndarray:
         """DDRM's reweighting score s_pos for every training interaction (CSR order) [nnz]; low = likely noise."""
         self._check_fitted()
@@ -367,4 +385,3 @@ class DDRM(Recommender):
         model.result_ = TrainResult(best_epoch=payload["result"].get("best_epoch", 0))
         model.checkpoint_ = payload
         return model
-

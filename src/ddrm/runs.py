@@ -180,6 +180,16 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
     return payload
 
 
+def checkpoint_data_config(payload: dict[str, Any], overrides: dict[str, Any] | None = None) -> DataConfig:
+    """The data section a checkpoint was trained with; ``overrides`` (``name``/``root``/``read``) win, and a new
+    ``name`` replaces the saved section entirely."""
+    from .config import build_config, deep_merge
+
+    overrides = overrides or {}
+    saved = {} if "name" in overrides else payload.get("config", {}).get("data", {})
+    return build_config(DataConfig, overrides=deep_merge(saved, overrides))
+
+
 def load_model(path: str | os.PathLike[str], data: Interactions, device: str = "cpu") -> Backend | DDRM:
     """A backend or DDRM checkpoint, whichever ``path`` holds."""
     from .checkpoint import load_checkpoint

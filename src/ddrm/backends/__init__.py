@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
@@ -16,7 +17,7 @@ from ..errors import ConfigError
 from ..recommender import Recommender
 from ..settings import EvalConfig
 from ..training import TrainConfig, TrainResult, resolve_device, train_loop
-from .base import BackendConfig, EmbeddingBackend, check_shapes
+from .base import BackendConfig, EmbeddingBackend, check_shapes, history_mean
 from .embeddings_io import load_embeddings
 from .graph import normalized_adjacency, propagate
 
@@ -92,6 +93,13 @@ class Backend(Recommender):
         """Scores [B, n_items] = user_embeddings()[users] @ item_embeddings().T."""
         self._check_fitted()
         return self.module_.score(users)
+
+    @torch.no_grad()
+    def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
+        """Scores [B, n_items] for users not in training, each given by item indices: the history average of the
+        (propagated) item embeddings stands in for the user embedding (the usual fold-in)."""
+        items = self.item_embeddings()
+        return history_mean(histories, items) @ items.T
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training loss terms on int64 triples [B] (key ``loss``)."""

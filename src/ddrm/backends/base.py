@@ -165,3 +165,22 @@ def check_shapes(user: torch.Tensor, item: torch.Tensor, data: Interactions, whe
     if user.shape[0] != data.n_users or item.shape[0] != data.n_items:
         raise ConfigError(f"{where}: embeddings are {user.shape[0]} users x {item.shape[0]} items but the data has "
                           f"{data.n_users} x {data.n_items}.")
+
+
+def history_mean(histories: list[np.ndarray], items: torch.Tensor) -> torch.Tensor:
+    """Mean of ``items`` [n_items, d] over each history (item index arrays): [B, d]; zeros for an empty history."""
+    counts = np.array([len(h) for h in histories], dtype=np.int64)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if counts.sum() else np.zeros(0, np.int64)
+    return history_mean_csr(indptr, cols, items)
+
+
+def history_mean_csr(indptr: np.ndarray, indices: np.ndarray, items: torch.Tensor) -> torch.Tensor:
+    """Row means of ``items`` [n_items, d] over CSR rows (``indptr`` [B + 1], ``indices`` [nnz]): [B, d]."""
+    counts = np.diff(indptr)
+    rows = np.repeat(np.arange(counts.size), counts)
+    w = torch.from_numpy((1.0 / np.maximum(counts, 1))[rows]).to(items.device, items.dtype)
+    out = torch.zeros(counts.size, items.shape[1], device=items.device, dtype=items.dtype)
+    idx = torch.from_numpy(np.asarray(indices, dtype=np.int64)).to(items.device)
+    out.index_add_(0, torch.from_numpy(rows).to(items.device), items[idx] * w[:, None])
+    return out
