@@ -125,4 +125,4 @@ def test_inference_fast_path_equals_generic_forward_and_step():
         diff = GaussianDiffusion(make_betas("linear", 10, 1.0, 1e-4, 0.02), prediction)
         out = torch.randn(5, 8)
         for s in (0, 4, 9):
-            assert torch.allclose(diff.step_at(out, x, s), diff.step(out, x, torch.full((5,), s)), atol=1e-6)
+            assert torch.allclose(diff.step_at(out, x, s), diff.step(out, x, torch.full((5,), s)), rtol=1e-5, atol=1e-5)
