@@ -223,7 +223,7 @@ def train_loop(
                     bar.set_postfix(loss=f"{total / (step + 1):.4f}", valid=f"{result.best_score:.4f}")
                 if stop.requested and step + 1 < n_steps:
                     save(epoch, step + 1, total, epoch_rng)
-                    raise TrainingInterrupted(f"{desc}: stopped by {stop.name} at epoch {epoch}, step {step + 1} of "
+                    raise TrainingInterrupted(f"{desc} training stopped by {stop.name} at epoch {epoch}, step {step + 1} of "
                                               f"{n_steps}; state saved to {state_path}", stop.signum,
                                               str(Path(state_path).parent))
             bar.close()
@@ -250,7 +250,7 @@ def train_loop(
             if on_epoch_end is not None:
                 on_epoch_end(epoch, result)
             if stop.requested and epoch < cfg.epochs and st.bad < cfg.patience:
-                raise TrainingInterrupted(f"{desc}: stopped by {stop.name} after epoch {epoch}; state saved to "
+                raise TrainingInterrupted(f"{desc} training stopped by {stop.name} after epoch {epoch}; state saved to "
                                           f"{state_path}", stop.signum, str(Path(state_path).parent))
             if st.bad >= cfg.patience:
                 logger.info("%s: early stop at epoch %d (no improvement in %d validations)", desc, epoch, st.bad)
