@@ -20,6 +20,11 @@ def machine() -> dict:
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def cuda_peak() -> dict:
+    """Peak CUDA memory allocated by this process (empty without CUDA)."""
+    return {"cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20} if torch.cuda.is_available() else {}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -14,7 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from _common import DEFAULT_ROOT, machine, peak_rss_mb
+import torch
+from _common import DEFAULT_ROOT, cuda_peak, machine, peak_rss_mb
 
 from ddrm.backends import build
 from ddrm.data import load_dataset
@@ -48,12 +49,15 @@ def main() -> None:
                      quiet=True, bf16=bf16)
         model.fit(data)
         t0 = time.perf_counter()
-        res = evaluate(model, data, "test", device=args.device)
+        res = evaluate(model, data, "test", device=model.device_)
+        if model.device_.type == "cuda":
+            torch.cuda.synchronize()
         eval_s = time.perf_counter() - t0
         out["runs"].append({"bf16": bf16, "epoch_seconds": model.result_.epoch_seconds,
                             "eval_seconds_test_all_users": eval_s, "test_recall@20": res.metrics["recall@20"],
                             "test_ndcg@20": res.metrics["ndcg@20"]})
     out["peak_rss_mb"] = peak_rss_mb()
+    out.update(cuda_peak())
     print(json.dumps(out))
 
 

@@ -22,10 +22,10 @@ from ddrm.evaluation import evaluate
 class EmbeddingScorer:
     """score(users) = U[users] @ V^T with fixed random embeddings."""
 
-    def __init__(self, n_users: int, n_items: int, dim: int, seed: int) -> None:
+    def __init__(self, n_users: int, n_items: int, dim: int, seed: int, device: str = "cpu") -> None:
         g = torch.Generator().manual_seed(seed)
-        self.user = torch.randn(n_users, dim, generator=g)
-        self.item = torch.randn(n_items, dim, generator=g)
+        self.user = torch.randn(n_users, dim, generator=g).to(device)
+        self.item = torch.randn(n_items, dim, generator=g).to(device)
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         return self.user[users] @ self.item.T
@@ -39,14 +39,17 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--split", default="test")
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
     data = load_dataset(args.data, root=args.data_root)
-    model = EmbeddingScorer(data.n_users, data.n_items, args.dim, seed=0)
-    evaluate(model, data, args.split, (20,))  # warm-up
+    model = EmbeddingScorer(data.n_users, data.n_items, args.dim, seed=0, device=args.device)
+    evaluate(model, data, args.split, (20,), device=args.device)  # warm-up
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        res = evaluate(model, data, args.split)
+        res = evaluate(model, data, args.split, device=args.device)
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     print(json.dumps({
         "benchmark": "full_ranking_evaluation", "data": data.name, "split": args.split,
@@ -54,7 +57,9 @@ def main() -> None:
         "seconds_min": min(times), "seconds_median": sorted(times)[len(times) // 2], "repeats": args.repeats,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "device": args.device,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
     }))
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ddrm.config import build_config, parse_overrides, to_dict
+from ddrm.config import build_config, load_yaml, parse_overrides, to_dict
 from ddrm.errors import ConfigError
 from ddrm.settings import DataConfig, EvalConfig
 
@@ -47,7 +47,7 @@ def test_every_shipped_config_parses():
     files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
     assert len(files) >= 15
     for f in files:
-        cls = TrainRunConfig if f.stem.startswith(("reference-", "ddrm-")) else PretrainConfig
+        cls = TrainRunConfig if "ddrm" in load_yaml(f) else PretrainConfig  # ddrm train configs have a ddrm section
         cfg = build_config(cls, f)
         assert cfg.data.name == f.parent.name, f
         if cls is TrainRunConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -35,6 +36,7 @@ def _common(quiet_json: bool = True, data: bool = True) -> argparse.ArgumentPars
         p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
         p.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
         p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, else 0)")
+        p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's, else cpu)")
     if data:
         p.add_argument("--data-root", default=None, help="folder holding named datasets (default $DDRM_DATA or cache)")
         p.add_argument("--format", default=None, help="force the reader: diffrec, lightgcn, recbole, csv, movielens")
@@ -98,7 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
     p_serve.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model once)")
     p_serve.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    p_serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
     p_demo = sub.add_parser("demo", parents=[_common(data=False)],
                             help="MostPop, EASE, LightGCN and LightGCN + DDRM on built-in synthetic data with planted noise")
@@ -129,6 +130,10 @@ def _data_config(args: argparse.Namespace, spec: str, extra: dict[str, Any] | No
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], text: str) -> None:
+    from . import distributed
+
+    if not distributed.is_main():
+        return
     if args.json:
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
@@ -172,7 +177,7 @@ def _split_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_cfg: EvalConfig,
-                 quiet: bool = False, data=None) -> dict[str, Any]:
+                 quiet: bool = False, data=None, device: str = "cpu") -> dict[str, Any]:
     """Fit baseline ``name`` and evaluate it on valid and test; returns the JSON payload."""
     from .baselines import build
     from .evaluation import evaluate
@@ -182,7 +187,11 @@ def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_c
     t0 = time.perf_counter()
     model.fit(data)
     fit_s = time.perf_counter() - t0
-    metrics = {s: evaluate(model, data, s, eval_cfg.ks, eval_cfg.batch_size).metrics for s in ("valid", "test")}
+    from .training import resolve_device
+
+    dev = resolve_device(device)
+    metrics = {s: evaluate(model, data, s, eval_cfg.ks, eval_cfg.batch_size, device=dev).metrics
+               for s in ("valid", "test")}
     return {"command": "baseline", "model": model.name, "params": model.params(),
             "data": {"name": data.name, "fingerprint": data.fingerprint(), "n_users": data.n_users,
                      "n_items": data.n_items},
@@ -193,7 +202,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     params, run = _split_overrides(args.overrides)
     data_cfg = _data_config(args, args.data, run.get("data"))
     eval_cfg = build_config(EvalConfig, overrides=run.get("eval", {}))
-    payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet)
+    payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet, device=args.device or "cpu")
     text = _metrics_text(payload, eval_cfg.ks, f"{payload['model']} {payload['params']} on {payload['data']['name']}")
     _emit(args, payload, text)
     return 0
@@ -209,7 +218,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"demo accepts only synthetic.* overrides, not {unknown[0]!r}.")
     seed = args.seed if args.seed is not None else 0
     syn = build_config(SyntheticConfig, overrides=deep_merge({"seed": seed}, over.get("synthetic", {})))
-    p = run_demo(syn, seed, args.quiet)
+    p = run_demo(syn, seed, args.quiet, args.device or "cpu")
     train = p["data"]["splits"]["train"]
     title = (f"ddrm demo: synthetic data, {p['data']['n_users']} users x {p['data']['n_items']} items, "
              f"{train['interactions']} train interactions of which {train.get('noisy_interactions', 0)} planted "
@@ -225,7 +234,7 @@ def _run_config(cls, args: argparse.Namespace):
     """Defaults < --config file < command-line flags < --set overrides; or the run folder's config with --resume."""
     if args.resume is not None:
         given = [f for f, v in (("--config", args.config), ("--data", args.data), ("--output", args.output),
-                                ("--seed", args.seed), ("--set", args.overrides)) if v]
+                                ("--seed", args.seed), ("--set", args.overrides), ("--device", args.device)) if v]
         if given:
             raise UsageError(f"--resume takes everything from {args.resume}/config.yaml; drop {given[0]}.")
         from .runs import resume_config
@@ -237,6 +246,10 @@ def _run_config(cls, args: argparse.Namespace):
         flags["data"] = data
     if args.seed is not None:
         flags["seed"] = args.seed
+    if args.device is not None:
+        flags["train"] = {"device": args.device}
+        if "pretrain" in {f.name for f in dataclasses.fields(cls)}:
+            flags["pretrain"] = {"device": args.device}
     if args.output is not None:
         flags["output"] = args.output
     file_cfg = load_yaml(args.config) if args.config else {}
@@ -291,10 +304,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ks:
         eval_dict = {"ks": args.ks, "metric": f"recall@{args.ks[0]}"}
     eval_cfg = build_config(EvalConfig, overrides=eval_dict)
-    model = load_model(args.checkpoint, data)
+    model = load_model(args.checkpoint, data, args.device or "cpu")
     out = {"command": "evaluate", "checkpoint": str(args.checkpoint), "kind": payload["kind"],
            "data": {"name": data.name, "fingerprint": data.fingerprint()},
-           "metrics": evaluate_splits(model, data, eval_cfg, splits=tuple(args.split))}
+           "metrics": evaluate_splits(model, data, eval_cfg, model.device_, splits=tuple(args.split))}
     _emit(args, out, _metrics_text(out, eval_cfg.ks, f"{args.checkpoint} on {data.name}"))
     return 0
 
@@ -309,7 +322,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise UsageError(f"--k must be between 1 and 1000, got {args.k}.")
     payload = load_checkpoint(args.checkpoint, ("backend", "ddrm"))
     data = _checkpoint_data(args, payload)
-    model = load_model(args.checkpoint, data)
+    model = load_model(args.checkpoint, data, args.device or "cpu")
     users = [data.user_index(u) for u in args.user]
     items, scores = model.recommend(torch.tensor(users), k=args.k)
     recs = [{"user_id": raw, "items": [{"item_id": str(data.raw_item(int(i))), "rank": r + 1, "score": float(s)}
@@ -340,8 +353,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--workers and --threads must be >= 1 and --port in 0..65535.")
     torch.set_num_threads(args.threads)
     overrides = _data_flags(args, args.data)
+    device = args.device or "cpu"
     service = RecommendationService(args.checkpoint, data_overrides=overrides, items_file=args.items,
-                                    device=args.device)  # loaded here: a bad checkpoint fails before listening
+                                    device=device)  # loaded here: a bad checkpoint fails before listening
     h = service.health()
     logger.info("serving %s (%s on %s, %d users x %d items) on http://%s:%s", args.checkpoint, h["model"],
                 h["dataset"], h["n_users"], h["n_items"], args.host, args.port)
@@ -350,7 +364,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(service), host=args.host, port=args.port, log_level=level)
     else:
         os.environ.update({ENV_PREFIX + "CHECKPOINT": str(args.checkpoint), ENV_PREFIX + "DATA": json.dumps(overrides),
-                           ENV_PREFIX + "ITEMS": args.items or "", ENV_PREFIX + "DEVICE": args.device,
+                           ENV_PREFIX + "ITEMS": args.items or "", ENV_PREFIX + "DEVICE": device,
                            ENV_PREFIX + "THREADS": str(args.threads)})
         del service
         uvicorn.run("ddrm.serve.app:app_from_env", factory=True, host=args.host, port=args.port,
@@ -373,6 +387,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         key = args.data_command if args.command == "data" else args.command
         if key is None:
             raise UsageError("'ddrm data' needs an action: info or prepare (see 'ddrm data --help').")
+        from . import distributed
+
+        if distributed.launched():
+            if key not in ("pretrain", "train", "evaluate"):
+                raise UsageError(f"'ddrm {key}' does not run under torchrun; use pretrain, train or evaluate.")
+            distributed.init_from_env()
+            if not distributed.is_main():
+                args.quiet = True
         _setup_logging(getattr(args, "quiet", False))
         if getattr(args, "quiet", False):
             import os
@@ -388,6 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("ddrm: interrupted.\n")
         return 130
+    finally:
+        from . import distributed
+
+        distributed.shutdown()
 
 
 def entry_point() -> None:

@@ -6,6 +6,7 @@ Recall/NDCG@20 plus how well each model's scores separate the planted noisy trai
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -32,7 +33,7 @@ def _backend_pair_scores(backend: Backend, users: np.ndarray, items: np.ndarray)
     return (u[torch.from_numpy(users)] * i[torch.from_numpy(items)]).sum(1).cpu().numpy()
 
 
-def run_demo(synthetic: SyntheticConfig, seed: int = 0, quiet: bool = False) -> dict[str, Any]:
+def run_demo(synthetic: SyntheticConfig, seed: int = 0, quiet: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Run the demo; returns a JSON-able payload with one row per model."""
     t0 = time.perf_counter()
     data = make_synthetic(synthetic)
@@ -43,7 +44,8 @@ def run_demo(synthetic: SyntheticConfig, seed: int = 0, quiet: bool = False) -> 
     metrics: dict[str, Any] = {}
 
     def add(name: str, model, fit_s: float, auc: float | None) -> None:
-        res = {s: evaluate(model, data, s, ev.ks).metrics for s in ("valid", "test")}
+        res = {s: evaluate(model, data, s, ev.ks, device=getattr(model, "device_", "cpu")).metrics
+               for s in ("valid", "test")}
         metrics[name] = res
         rows.append({"model": name, "recall@20": res["test"]["recall@20"], "ndcg@20": res["test"]["ndcg@20"],
                      "valid recall@20": res["valid"]["recall@20"],
@@ -54,10 +56,10 @@ def run_demo(synthetic: SyntheticConfig, seed: int = 0, quiet: bool = False) -> 
         model.fit(data)
         add(name, model, time.perf_counter() - t, None)
     t = time.perf_counter()
-    backend = Backend(DEMO_BACKEND, DEMO_PRETRAIN, ev, seed, quiet).fit(data)
+    backend = Backend(DEMO_BACKEND, dataclasses.replace(DEMO_PRETRAIN, device=device), ev, seed, quiet).fit(data)
     add("LightGCN", backend, time.perf_counter() - t, noise_auc(_backend_pair_scores(backend, users, items), is_noise))
     t = time.perf_counter()
-    model = DDRM(backend, DEMO_DDRM, DEMO_TRAIN, ev, seed, quiet).fit(data)
+    model = DDRM(backend, DEMO_DDRM, dataclasses.replace(DEMO_TRAIN, device=device), ev, seed, quiet).fit(data)
     add("LightGCN + DDRM", model, time.perf_counter() - t, noise_auc(model.noise_scores(data), is_noise))
     return {"command": "demo", "seed": seed, "synthetic": to_dict(synthetic), "data": data.summary(),
             "rows": rows, "metrics": metrics, "ddrm": to_dict(DEMO_DDRM), "seconds": time.perf_counter() - t0,

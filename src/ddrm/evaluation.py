@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from . import distributed
 from .data.interactions import Interactions
 from .errors import ConfigError
 
@@ -119,6 +120,8 @@ def evaluate(
     batch_size : users per batch (default: about 2**24 / n_items, so memory stays bounded)
     users : restrict to these users (default: every user with >= 1 ground-truth item)
     per_user : also return per-user metric arrays (for paired tests)
+
+    Under torchrun the users are sharded across ranks and the metric sums all-reduced (not with ``per_user``).
     """
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
@@ -132,6 +135,10 @@ def evaluate(
     else:
         users = np.asarray(users, dtype=np.int64)
         users = users[n_truth_all[users] > 0]
+    shard = distributed.active() and not per_user
+    all_users = users
+    if shard:  # under torchrun each rank ranks a strided share of the users
+        users = distributed.shard(users)
     device = torch.device(device)
     n_items = data.n_items
     batch_size = batch_size or max(1, min(4096, 2**24 // max(n_items, 1)))
@@ -150,8 +157,12 @@ def evaluate(
                 sums[key] += float(v.sum())
                 if per_user:
                     collected[key].append(v.cpu().numpy())
-    n = max(users.size, 1)
-    metrics = {key: sums[key] / n for key in sums}
+    n = users.size
+    if shard:  # sums and counts over all ranks
+        *totals, n = distributed.all_sum([*sums.values(), float(n)])
+        sums = dict(zip(sums, totals, strict=True))
+        users = all_users
+    metrics = {key: sums[key] / max(n, 1) for key in sums}
     pu = {key: np.concatenate(v) if v else np.zeros(0) for key, v in collected.items()} if per_user else None
     return EvalResult(metrics, users, pu)
 

@@ -132,6 +132,11 @@ class DDRMModule(nn.Module):
     def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
         self.generator.set_state(state["generator"])
 
+    def set_rank(self, rank: int) -> None:
+        """Distributed training: a different noise / timestep stream on every rank (rank 0 keeps the seed's)."""
+        if rank:
+            self.generator.manual_seed(self.seed + 1 + 7919 * rank)
+
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         """Load denoisers and backend weights (the state includes ``backend.*``); drops cached embeddings."""
         self.backend._frozen = None

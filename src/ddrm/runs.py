@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import distributed
 from .backends import Backend, BackendConfig
 from .checkpoint import data_info
 from .config import dump_yaml, to_dict
@@ -42,8 +43,10 @@ def evaluate_splits(model, data: Interactions, eval_cfg: EvalConfig, device="cpu
 
 
 def write_run(folder: str | os.PathLike[str], config: Any, payload: dict[str, Any]) -> Path:
-    """Write ``config.yaml`` (the resolved config) and ``metrics.json`` into ``folder``, each atomically."""
+    """Write ``config.yaml`` (the resolved config) and ``metrics.json`` into ``folder``, each atomically (rank 0)."""
     out = Path(folder)
+    if not distributed.is_main():
+        return out
     out.mkdir(parents=True, exist_ok=True)
     with atomic_open(out / "config.yaml", "w", encoding="utf-8") as fh:
         fh.write(dump_yaml(config))
@@ -65,7 +68,7 @@ def start_run(folder: str | os.PathLike[str], config: Any, command: str, resume:
     if not resume and pending:
         raise DDRMError(f"{out} holds an interrupted run ({pending[0]}); continue it with 'ddrm {command} --resume "
                         f"{out}' or choose another --output.")
-    if not resume:
+    if not resume and distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
         with atomic_open(out / "config.yaml", "w", encoding="utf-8") as fh:
             fh.write(dump_yaml(config))
@@ -74,6 +77,9 @@ def start_run(folder: str | os.PathLike[str], config: Any, command: str, resume:
 
 def finish_run(folder: Path) -> None:
     """Remove the training states once the run's results are written."""
+    distributed.barrier()
+    if not distributed.is_main():
+        return
     for f in STATE_FILES:
         (folder / f).unlink(missing_ok=True)
 
@@ -102,12 +108,14 @@ def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | 
     res = backend.result_
     payload = {
         "command": "pretrain", "backend": cfg.backend.name, "seed": cfg.seed, "data": data_info(data),
+        "world_size": distributed.world_size(), "device": str(backend.device_),
         "metrics": metrics, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
         "epoch_seconds_mean": res.epoch_seconds_mean,
         "seconds": time.perf_counter() - t0, "output": cfg.output,
         "checkpoint": str(Path(cfg.output) / "backend.pt"),
     }
-    backend.save(out / "backend.pt", data, to_dict(cfg), metrics)
+    if distributed.is_main():
+        backend.save(out / "backend.pt", data, to_dict(cfg), metrics)
     write_run(out, cfg, payload)
     finish_run(out)
     return payload
@@ -144,7 +152,7 @@ def get_backend(cfg: TrainRunConfig, data: Interactions, quiet: bool = False, fo
         return Backend.load(folder / "backend.pt", data, cfg.pretrain.device)
     state = folder / "state-backend.pt" if folder is not None else None
     backend = Backend(cfg.backend, cfg.pretrain, cfg.eval, cfg.seed, quiet).fit(data, state)
-    if folder is not None:
+    if folder is not None and distributed.is_main():
         backend.save(folder / "backend.pt", data, to_dict(cfg))
     return backend
 
@@ -166,6 +174,7 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
     res = model.result_
     payload = {
         "command": "train", "backend": backend.config.name, "seed": cfg.seed, "data": data_info(data),
+        "world_size": distributed.world_size(), "device": str(model.device_),
         "metrics": metrics, "backend_metrics": backend_metrics, "best_epoch": res.best_epoch,
         "epochs_run": res.epochs_run,
         "epoch_seconds_mean": res.epoch_seconds_mean,
@@ -174,7 +183,8 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
         "backend_seconds": t1 - t0, "ddrm_seconds": time.perf_counter() - t1, "output": cfg.output,
         "checkpoint": str(Path(cfg.output) / "ddrm.pt"),
     }
-    model.save(out / "ddrm.pt", data, to_dict(cfg), metrics)
+    if distributed.is_main():
+        model.save(out / "ddrm.pt", data, to_dict(cfg), metrics)
     write_run(out, cfg, payload)
     finish_run(out)
     return payload

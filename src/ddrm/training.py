@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import math
 import os
+import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.interactions import Interactions
 from .data.sampling import interaction_keys, sample_triples
 from .errors import ConfigError, DDRMError
@@ -57,14 +59,14 @@ class TrainConfig:
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available else cpu; a cuda device that is absent is a clear error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.device_for_rank(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         dev = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine.")
-    return dev
+    return distributed.device_for_rank(dev)
 
 
 class TrainableModel(Protocol):
@@ -125,6 +127,17 @@ class NonFiniteLoss(DDRMError):
     """A loss became NaN or inf."""
 
 
+class _LossModule(torch.nn.Module):
+    """``forward = model.loss``, so DistributedDataParallel can wrap a model whose training entry point is ``loss``."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.loss(users, pos, neg)
+
+
 
 
 def _optimizer(model: TrainableModel, cfg: TrainConfig, params: list | None) -> torch.optim.Adam | None:
@@ -157,6 +170,9 @@ def train_loop(
     With ``state_path``: the full training state (weights, optimiser, RNG streams, position, best state, early-stopping
     counter) is written there at the end of every epoch; SIGINT / SIGTERM finish the current step, write the state and
     raise :class:`~ddrm.interrupt.TrainingInterrupted`; an existing state file is resumed from, bit-identically.
+
+    Under torchrun (see :mod:`ddrm.distributed`) each step's global batch is split across ranks, the model runs inside
+    DistributedDataParallel, validation users are sharded, and only rank 0 writes the state.
     """
     device = device or torch.device("cpu")
     result = TrainResult()
@@ -176,8 +192,20 @@ def train_loop(
         rng.bit_generator.state = st.epoch_rng
         logger.info("%s: resuming from %s at epoch %d, step %d", desc, state_path, st.epoch, st.step)
 
+    world, rank = distributed.world_size(), distributed.rank()
+    loss_fn: Callable[..., dict[str, torch.Tensor]] = model.loss
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if hasattr(model, "set_rank"):
+            model.set_rank(rank)
+        ddp_ids = [device.index] if device.type == "cuda" else None
+        loss_fn = DistributedDataParallel(_LossModule(model), device_ids=ddp_ids, broadcast_buffers=False,
+                                          find_unused_parameters=True)
+        quiet = quiet or rank != 0
+
     def save(epoch: int, step: int, epoch_loss: float, epoch_rng: dict) -> None:
-        if state_path is None:
+        if state_path is None or rank != 0:
             return
         result.seconds = elapsed()
         save_state(state_path, LoopState(
@@ -207,10 +235,13 @@ def train_loop(
             bar = tqdm(range(first, n_steps), desc=f"{desc} epoch {epoch}", leave=False, disable=quiet,
                        initial=first, total=n_steps)
             for step in bar:
-                sl = slice(step * cfg.batch_size, (step + 1) * cfg.batch_size)
-                terms = model.loss(users[sl], pos[sl], neg[sl])
+                sl = slice(step * cfg.batch_size + rank, (step + 1) * cfg.batch_size, world)
+                terms = loss_fn(users[sl], pos[sl], neg[sl])
                 loss = terms["loss"]
-                if not torch.isfinite(loss):
+                bad_loss = not bool(torch.isfinite(loss))
+                if world > 1:  # every rank must take the same branch, or the others wait forever
+                    bad_loss, stop.signum = _agree(bad_loss, stop)
+                if bad_loss:
                     detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                     kept = f"; the last good state is in {state_path}" if state_exists(state_path) else ""
                     raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}, step {step} ({detail}); "
@@ -249,6 +280,8 @@ def train_loop(
             save(epoch + 1, 0, 0.0, copy.deepcopy(rng.bit_generator.state))
             if on_epoch_end is not None:
                 on_epoch_end(epoch, result)
+            if world > 1:
+                _, stop.signum = _agree(False, stop)
             if stop.requested and epoch < cfg.epochs and st.bad < cfg.patience:
                 raise TrainingInterrupted(f"{desc} training stopped by {stop.name} after epoch {epoch}; state saved to "
                                           f"{state_path}", stop.signum, str(Path(state_path).parent))
@@ -256,11 +289,20 @@ def train_loop(
                 logger.info("%s: early stop at epoch %d (no improvement in %d validations)", desc, epoch, st.bad)
                 break
     opt.zero_grad(set_to_none=True)
+    distributed.barrier()
     if st.best_state is not None:
         model.load_state_dict(st.best_state)
     model.train(False)
     result.seconds = elapsed()
     return result
+
+
+def _agree(bad_loss: bool, stop: StopFlag) -> tuple[bool, int | None]:
+    """All ranks learn whether any rank saw a non-finite loss or a stop signal (one small all-reduce per step)."""
+    bad, sigint, sigterm = distributed.all_sum([float(bad_loss), float(stop.signum == signal.SIGINT),
+                                                float(stop.signum == signal.SIGTERM)])
+    signum = stop.signum or (signal.SIGINT if sigint else signal.SIGTERM if sigterm else None)
+    return bad > 0, signum
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
