@@ -101,6 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model once)")
     p_serve.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
 
+    p_exp = sub.add_parser("experiment", help="regenerate the paper's table, noise curve or ablation")
+    esub = p_exp.add_subparsers(dest="experiment", parser_class=_Parser, metavar="KIND")
+    exp_common = argparse.ArgumentParser(add_help=False)
+    exp_common.add_argument("--seeds", type=int, default=1, help="number of seeds (0 .. N-1; default 1)")
+    exp_common.add_argument("--output", default=None, help="experiment folder (default runs/experiments/KIND)")
+    exp_common.add_argument("--configs", default="configs", help="folder of per-dataset configs (default configs)")
+    exp_common.add_argument("--quick", action="store_true", help="tiny synthetic data and settings (seconds)")
+    p_table = esub.add_parser("table", parents=[common, exp_common], help="baselines, backends, + T-CE / R-CE / DDRM")
+    p_table.add_argument("--datasets", nargs="+", default=["ml-1m_noisy"])
+    p_table.add_argument("--backends", nargs="+", default=["mf", "lightgcn", "sgl"])
+    p_table.add_argument("--baselines", nargs="*", default=["mostpop", "itemknn", "ease", "rp3beta", "diffrec"])
+    p_table.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"])
+    p_noise = esub.add_parser("noise", parents=[common, exp_common], help="metrics against injected noise ratio")
+    p_noise.add_argument("--dataset", default="yelp")
+    p_noise.add_argument("--backend", default="lightgcn")
+    p_noise.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    p_noise.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"])
+    p_abl = esub.add_parser("ablation", parents=[common, exp_common], help="DDRM switches off one at a time, T sweep")
+    p_abl.add_argument("--dataset", default="ml-1m_noisy")
+    p_abl.add_argument("--backend", default="mf")
+    p_abl.add_argument("--steps", type=int, nargs="*", default=[5, 10, 50], help="values of T to sweep")
+
     p_demo = sub.add_parser("demo", parents=[_common(data=False)],
                             help="MostPop, EASE, LightGCN and LightGCN + DDRM on built-in synthetic data with planted noise")
     p_demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -372,8 +394,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import experiments
+
+    if args.seeds < 1:
+        raise UsageError("--seeds must be >= 1.")
+    methods = tuple(getattr(args, "methods", ()) or ())
+    unknown = sorted(set(methods) - {"backend", "tce", "rce", "ddrm"})
+    if unknown:
+        raise UsageError(f"unknown method {unknown[0]!r}; use backend, tce, rce or ddrm.")
+    setup = experiments.Setup(configs=Path(args.configs), root=args.data_root, quick=args.quick, quiet=args.quiet)
+    if args.quick:  # tiny synthetic data stands in for every dataset
+        args.datasets, args.dataset = ["synthetic"], "synthetic"
+    out = Path(args.output or f"runs/experiments/{args.experiment}{'-quick' if args.quick else ''}")
+    t0 = time.perf_counter()
+    if args.experiment == "table":
+        from .experiments.cells import BASELINE_NAMES
+
+        bad = sorted(set(args.baselines) - set(BASELINE_NAMES))
+        if bad:
+            raise UsageError(f"unknown baseline {bad[0]!r}; use {', '.join(BASELINE_NAMES)}.")
+        p = experiments.table(args.datasets, args.backends, args.seeds, out, setup, tuple(args.baselines), methods)
+        text = p["markdown"]
+    elif args.experiment == "noise":
+        if any(not 0 <= r < 1 for r in args.ratios):
+            raise UsageError("--ratios must lie in [0, 1).")
+        p = experiments.noise(args.dataset, args.backend, args.ratios, args.seeds, out, setup, methods)
+        text = format_table(p["rows"], ["ratio", "method", "recall@20", "ndcg@20"]) + f"\nplot: {p['plot']}"
+    else:
+        p = experiments.ablation(args.dataset, args.backend, args.seeds, args.steps, out, setup)
+        text = p["markdown"] + f"\nplot: {p['plot']}"
+    p["seconds"] = time.perf_counter() - t0
+    _emit(args, p, text + f"\n{p['cells']} cells in {out} ({p['seconds']:.0f} s)")
+    return 0
+
+
 HANDLERS = {"info": cmd_data_info, "prepare": cmd_data_prepare, "baseline": cmd_baseline, "demo": cmd_demo,
-            "pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "serve": cmd_serve}
+            "pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "serve": cmd_serve,
+            "experiment": cmd_experiment}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -387,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         key = args.data_command if args.command == "data" else args.command
         if key is None:
             raise UsageError("'ddrm data' needs an action: info or prepare (see 'ddrm data --help').")
+        if key == "experiment" and args.experiment is None:
+            raise UsageError("'ddrm experiment' needs a kind: table, noise or ablation.")
         from . import distributed
 
         if distributed.launched():

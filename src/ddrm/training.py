@@ -234,7 +234,10 @@ def train_loop(
             n_steps = -(-n // cfg.batch_size)
             bar = tqdm(range(first, n_steps), desc=f"{desc} epoch {epoch}", leave=False, disable=quiet,
                        initial=first, total=n_steps)
+            on_step = getattr(model, "on_step", None)
             for step in bar:
+                if on_step is not None:
+                    on_step((epoch - 1) * n_steps + step)
                 sl = slice(step * cfg.batch_size + rank, (step + 1) * cfg.batch_size, world)
                 terms = loss_fn(users[sl], pos[sl], neg[sl])
                 loss = terms["loss"]

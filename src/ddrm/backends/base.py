@@ -32,6 +32,10 @@ class BackendConfig:
     path : for ``import``: a torch state dict (``.pt``) or ``.npz``; or a ddrm backend checkpoint
     user_key, item_key : the tensors to take from ``path`` (default: guessed from names and shapes)
     user_path, item_path : for ``import`` from two ``.npy`` matrices instead of ``path``
+    denoise : denoising training of the BPR loss (Wang et al., WSDM 2021, adapted to BPR triples):
+        ``none``; ``tce`` (truncated: drop the ``drop_rate`` fraction of triples with the largest loss in each batch,
+        the rate rising linearly from 0 to ``tce_max_rate`` over ``tce_warmup`` steps); ``rce`` (reweighted: each
+        triple's loss times ``sigmoid(s_pos) ** rce_beta``, without gradient through the weight)
     """
 
     name: BackendName = "lightgcn"
@@ -47,8 +51,14 @@ class BackendConfig:
     item_key: str | None = None
     user_path: str | None = None
     item_path: str | None = None
+    denoise: Literal["none", "tce", "rce"] = "none"
+    tce_max_rate: float = 0.2
+    tce_warmup: int = 10000
+    rce_beta: float = 0.1
 
     def validate(self) -> None:
+        if not 0 <= self.tce_max_rate < 1 or self.tce_warmup < 1 or self.rce_beta < 0:
+            raise ConfigError("backend needs 0 <= tce_max_rate < 1, tce_warmup >= 1 and rce_beta >= 0.")
         if self.dim < 1 or self.layers < 0 or self.reg < 0 or self.init_std <= 0:
             raise ConfigError("backend needs dim >= 1, layers >= 0, reg >= 0 and init_std > 0.")
         if not 0 <= self.ssl_ratio < 1 or self.ssl_temperature <= 0 or self.ssl_weight < 0:
@@ -113,7 +123,8 @@ class EmbeddingBackend(nn.Module):
         self._frozen = None
         u_all, i_all = self.propagated()
         u, p, n = u_all[users], i_all[pos], i_all[neg]
-        bpr = F.softplus((u * n).sum(1) - (u * p).sum(1)).mean()
+        s_pos = (u * p).sum(1)
+        bpr = self._denoised_mean(F.softplus((u * n).sum(1) - s_pos), s_pos)
         reg = 0.5 * (self.user[users].pow(2).sum() + self.item[pos].pow(2).sum() + self.item[neg].pow(2).sum())
         reg = self.cfg.reg * reg / users.shape[0]
         terms = {"bpr": bpr, "reg": reg}
@@ -128,6 +139,23 @@ class EmbeddingBackend(nn.Module):
                                                   + _info_nce(i1[ii], i2[ii], self.cfg.ssl_temperature))
         terms["loss"] = sum(terms.values())  # type: ignore[assignment]
         return terms
+
+    def on_step(self, step: int) -> None:
+        """The global training step (from the training loop, exact under resumption): drives T-CE's drop rate."""
+        self._global_step = step
+
+    def drop_rate(self) -> float:
+        """T-CE's current drop rate: linear from 0 to ``tce_max_rate`` over ``tce_warmup`` steps."""
+        return self.cfg.tce_max_rate * min(1.0, getattr(self, "_global_step", 0) / self.cfg.tce_warmup)
+
+    def _denoised_mean(self, losses: torch.Tensor, s_pos: torch.Tensor) -> torch.Tensor:
+        """Mean per-triple loss [B] -> scalar under ``cfg.denoise`` (plain mean, T-CE truncation or R-CE weights)."""
+        if self.cfg.denoise == "tce" and self.training:
+            keep = max(1, int(round((1.0 - self.drop_rate()) * losses.shape[0])))
+            return torch.topk(losses, keep, largest=False).values.mean()
+        if self.cfg.denoise == "rce" and self.training:
+            return (torch.sigmoid(s_pos).detach().pow(self.cfg.rce_beta) * losses).mean()
+        return losses.mean()
 
     # -------------------------------------------------------------------------- inference
     def frozen(self) -> tuple[torch.Tensor, torch.Tensor]:

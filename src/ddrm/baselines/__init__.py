@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from ..recommender import Recommender, build_from_registry
+from .diffrec import DiffRec
 from .ease import EASE
 from .neighbours import ItemKNN, RP3beta
 from .popularity import MostPop
 
-BASELINES: dict[str, type[Recommender]] = {"mostpop": MostPop, "itemknn": ItemKNN, "ease": EASE, "rp3beta": RP3beta}
+BASELINES: dict[str, type[Recommender]] = {"mostpop": MostPop, "itemknn": ItemKNN, "ease": EASE, "rp3beta": RP3beta,
+                                           "diffrec": DiffRec}
 
 
 def build(name: str, **params: Any) -> Recommender:
-    """A baseline by name (``mostpop``, ``itemknn``, ``ease``, ``rp3beta``) with its hyper-parameters."""
+    """A baseline by name (``mostpop``, ``itemknn``, ``ease``, ``rp3beta``, ``diffrec``) with its hyper-parameters."""
     return build_from_registry(BASELINES, name, "baseline", params)
 
 
-__all__ = ["BASELINES", "build", "EASE", "ItemKNN", "MostPop", "RP3beta"]
+__all__ = ["BASELINES", "build", "DiffRec", "EASE", "ItemKNN", "MostPop", "RP3beta"]

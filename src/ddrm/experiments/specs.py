@@ -1,0 +1,236 @@
+"""The three experiments: the comparison table, the noise-ratio sweep and the ablation, as lists of cells.
+
+Hyper-parameters come from config files (``configs/<dataset>/<backend>.yaml`` for a backend, the same with
+``backend.denoise`` set for T-CE / R-CE, ``configs/<dataset>/ddrm-<backend>.yaml`` for DDRM,
+``configs/<dataset>/baselines.yaml`` for the simple baselines and DiffRec); ``quick`` replaces them with tiny
+settings on tiny synthetic data (seconds, for tests and smoke runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import deep_merge, load_yaml
+from ..data.interactions import Interactions
+from ..settings import DataConfig
+from .cells import BASELINE_NAMES, Cell, load_run_config, run_cells
+from .report import METRICS, bar_plot, fmt, line_plot, markdown, paired_test, summarize, write_csv, write_text
+
+logger = logging.getLogger(__name__)
+
+QUICK_DATA = {"name": "synthetic", "synthetic": {"n_users": 120, "n_items": 60, "mean_items": 10}}
+QUICK_OPT = {"epochs": 3, "eval_every": 1, "batch_size": 256, "lr": 0.01, "patience": 2}
+QUICK_BACKEND = {"dim": 16, "reg": 1e-4, "tce_warmup": 20}
+QUICK_LAYERS = {"mf": 0, "lightgcn": 1, "sgl": 1}
+QUICK_DDRM = {"steps": 4, "dims": [32], "alpha": 0.2}
+QUICK_BASELINES = {"ease": {"reg": 50.0}, "itemknn": {"topk": 20}, "rp3beta": {"topk": 20},
+                   "diffrec": {"epochs": 3, "eval_every": 1, "dims": [32], "steps": 5, "batch_size": 64}}
+DENOISERS = {"tce": {"denoise": "tce"}, "rce": {"denoise": "rce"}}
+LABEL = {"mf": "MF", "lightgcn": "LightGCN", "sgl": "SGL", "mostpop": "MostPop", "itemknn": "ItemKNN",
+         "ease": "EASE", "rp3beta": "RP3beta", "diffrec": "DiffRec"}
+
+
+@dataclass
+class Setup:
+    """Where data and configs come from."""
+
+    configs: Path = Path("configs")
+    root: str | None = None
+    quick: bool = False
+    quiet: bool = False
+    data_cache: dict[str, Interactions] = field(default_factory=dict)
+
+    def data_section(self, dataset: str, noise: float = 0.0) -> dict[str, Any]:
+        sec: dict[str, Any] = dict(QUICK_DATA) if self.quick else {"name": dataset}
+        if self.root and not self.quick:
+            sec["root"] = self.root
+        if noise:
+            sec["noise_ratio"], sec["noise_seed"] = noise, 0
+        return sec
+
+    def data(self, section: dict[str, Any]) -> Interactions:
+        key = json.dumps(section, sort_keys=True)
+        if key not in self.data_cache:
+            from ..config import build_config
+
+            self.data_cache[key] = build_config(DataConfig, overrides=section).load(quiet=self.quiet)
+        return self.data_cache[key]
+
+    def backend_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
+        if self.quick:
+            return {"data": section, "backend": {"name": backend, "layers": QUICK_LAYERS.get(backend, 0),
+                                                 **QUICK_BACKEND}, "train": QUICK_OPT}
+        return {**load_run_config(self.configs, dataset, backend), "data": section}
+
+    def ddrm_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
+        if self.quick:
+            return {"data": section, "ddrm": QUICK_DDRM, "train": QUICK_OPT}
+        return {**load_run_config(self.configs, dataset, f"ddrm-{backend}"), "data": section}
+
+    def baseline_params(self, dataset: str, name: str) -> dict[str, Any]:
+        if self.quick:
+            return dict(QUICK_BASELINES.get(name, {}))
+        path = self.configs / dataset / "baselines.yaml"
+        return dict(load_yaml(path).get(name, {})) if path.is_file() else {}
+
+
+def _backend_cells(setup: Setup, dataset: str, backend: str, seed: int, section: dict[str, Any], prefix: str,
+                   methods: tuple[str, ...]) -> list[Cell]:
+    """Cells for one backend: alone, + T-CE, + R-CE, + DDRM (on the plain backend's checkpoint)."""
+    base = setup.backend_config(dataset, backend, section)
+    cells = [Cell(f"{prefix}/{backend}/seed{seed}", "pretrain", backend, seed, base, section,
+                  labels={"method": "backend", "backend": backend})]
+    for m in ("tce", "rce"):
+        if m in methods:
+            cfg = deep_merge(base, {"backend": DENOISERS[m]})
+            cells.append(Cell(f"{prefix}/{backend}-{m}/seed{seed}", "pretrain", backend, seed, cfg, section,
+                              labels={"method": m, "backend": backend}))
+    if "ddrm" in methods:
+        cells.append(Cell(f"{prefix}/{backend}-ddrm/seed{seed}", "train", backend, seed,
+                          setup.ddrm_config(dataset, backend, section), section, needs=cells[0].key,
+                          labels={"method": "ddrm", "backend": backend}))
+    if "backend" not in methods:
+        cells[0].labels["hidden"] = True  # still needed by DDRM
+    return cells
+
+
+def _execute(setup: Setup, cells: list[Cell], out: Path) -> dict[str, dict[str, Any]]:
+    t0 = time.perf_counter()
+    results = run_cells(cells, out / "cells", lambda c: setup.data(c.data), setup.quiet)
+    logger.info("experiment finished in %.0f s", time.perf_counter() - t0)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------- table
+def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup: Setup,
+          baselines: tuple[str, ...] = BASELINE_NAMES, methods: tuple[str, ...] = ("backend", "tce", "rce", "ddrm")
+          ) -> dict[str, Any]:
+    """Rows = baselines, each backend alone, + T-CE, + R-CE, + DDRM; mean ± std over ``seeds`` seeds."""
+    cells: list[Cell] = []
+    for ds in datasets:
+        section = setup.data_section(ds, 0.2 if ds == "amazon-book" and not setup.quick else 0.0)
+        for seed in range(seeds):
+            for b in baselines:
+                cells.append(Cell(f"{ds}/{b}/seed{seed}", "baseline", b, seed, setup.baseline_params(ds, b),
+                                  section, labels={"method": b}))
+            for backend in backends:
+                cells += _backend_cells(setup, ds, backend, seed, section, ds, methods)
+    results = _execute(setup, cells, out)
+    rows = []
+    for ds in datasets:
+        groups: dict[str, list[str]] = {}
+        for c in cells:
+            if c.key.startswith(f"{ds}/") and not c.labels.get("hidden"):
+                groups.setdefault(c.key.rsplit("/", 1)[0], []).append(c.key)
+        for group, keys in groups.items():
+            name = group.split("/", 1)[1]
+            base, _, method = name.partition("-")
+            row = {"dataset": ds, "model": LABEL.get(base, base) + ({"tce": " + T-CE", "rce": " + R-CE",
+                                                                     "ddrm": " + DDRM"}.get(method, "")),
+                   **summarize(results, keys)}
+            if method == "ddrm":
+                plain = [k.replace(f"/{name}/", f"/{base}/") for k in keys]
+                ref = summarize(results, plain)
+                row["vs_backend_recall@20"] = row["recall@20"] / ref["recall@20"] - 1 if ref["recall@20"] else 0.0
+                row["vs_backend_ndcg@20"] = row["ndcg@20"] / ref["ndcg@20"] - 1 if ref["ndcg@20"] else 0.0
+                row["paired_diff_recall@20"], row["p_value_recall@20"] = paired_test(out / "cells", keys, plain)
+            rows.append(row)
+    columns = ["dataset", "model", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")], "valid_recall@20",
+               "vs_backend_recall@20", "vs_backend_ndcg@20", "paired_diff_recall@20", "p_value_recall@20"]
+    write_csv(out / "table.csv", rows, columns)
+    md_rows = [{"dataset": r["dataset"], "model": r["model"],
+                **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
+                "gain": (f"{100 * r['vs_backend_recall@20']:+.1f} % / {100 * r['vs_backend_ndcg@20']:+.1f} %"
+                         if "vs_backend_recall@20" in r else ""),
+                "p": (f"{r['p_value_recall@20']:.3g}" if "p_value_recall@20" in r else "")} for r in rows]
+    text = markdown(md_rows, ["dataset", "model", *METRICS, "gain", "p"],
+                    ["dataset", "model", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
+                     "DDRM vs backend (R@20 / N@20)", "paired t-test p (R@20)"])
+    write_text(out / "table.md", text + "\n")
+    return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out), "cells": len(cells)}
+
+
+# ---------------------------------------------------------------------------------------------------- noise
+def noise(dataset: str, backend: str, ratios: list[float], seeds: int, out: Path, setup: Setup,
+          methods: tuple[str, ...] = ("backend", "tce", "rce", "ddrm")) -> dict[str, Any]:
+    """Random noise injected into train at each ratio; every method on the same noisy data; CSV + PNG."""
+    cells: list[Cell] = []
+    for r in ratios:
+        section = setup.data_section(dataset, r)
+        for seed in range(seeds):
+            for c in _backend_cells(setup, dataset, backend, seed, section, f"{dataset}/noise{r:g}", methods):
+                c.labels["ratio"] = r
+                cells.append(c)
+    results = _execute(setup, cells, out)
+    rows, series = [], {}
+    for m in methods:
+        name = LABEL.get(backend, backend) + {"tce": " + T-CE", "rce": " + R-CE", "ddrm": " + DDRM"}.get(m, "")
+        s: dict[str, list[float]] = {}
+        for r in ratios:
+            keys = [c.key for c in cells if c.labels.get("ratio") == r and c.labels["method"] == m]
+            summ = summarize(results, keys)
+            rows.append({"ratio": r, "method": name, **summ})
+            for metric in ("recall@20", "ndcg@20"):
+                s.setdefault(metric, []).append(summ[metric])
+                s.setdefault(f"{metric}_std", []).append(summ[f"{metric}_std"])
+        series[name] = s
+    columns = ["ratio", "method", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")]]
+    write_csv(out / "noise.csv", rows, columns)
+    line_plot(out / "noise.png", ratios, series, "ratio of random noise injected into train",
+              f"{dataset}: robustness to injected noise ({backend}, {seeds} seed(s))")
+    return {"experiment": "noise", "rows": rows, "output": str(out), "plot": str(out / "noise.png"),
+            "cells": len(cells)}
+
+
+# ---------------------------------------------------------------------------------------------------- ablation
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no reconstruction": {"reconstruction": False},
+    "no reweighting": {"beta": 0.0},
+    "no user denoiser": {"user_denoiser": False},
+    "no item denoiser": {"item_denoiser": False},
+    "pure-noise start": {"start": "noise"},
+}
+
+
+def ablation(dataset: str, backend: str, seeds: int, steps: list[int], out: Path, setup: Setup) -> dict[str, Any]:
+    """DDRM full vs each switch off, and a sweep over T (sampling steps = T), on one backend per seed."""
+    section = setup.data_section(dataset)
+    variants = dict(ABLATIONS)
+    for t in steps:
+        variants[f"T={t}"] = {"steps": t, "sampling_steps": None}
+    cells: list[Cell] = []
+    for seed in range(seeds):
+        base = _backend_cells(setup, dataset, backend, seed, section, f"{dataset}/ablation", ("backend",))[0]
+        cells.append(base)
+        ddrm_cfg = setup.ddrm_config(dataset, backend, section)
+        for name, over in variants.items():
+            key = name.replace(" ", "-").replace("=", "")
+            cells.append(Cell(f"{dataset}/ablation/ddrm-{key}/seed{seed}", "train", backend, seed,
+                              deep_merge(ddrm_cfg, {"ddrm": over}), section, needs=base.key,
+                              labels={"variant": name}))
+    results = _execute(setup, cells, out)
+    rows = []
+    for name in variants:
+        keys = [c.key for c in cells if c.labels.get("variant") == name]
+        rows.append({"variant": name, **summarize(results, keys)})
+    backend_keys = [c.key for c in cells if c.kind == "pretrain"]
+    rows.append({"variant": f"{backend} alone", **summarize(results, backend_keys)})
+    columns = ["variant", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")], "valid_recall@20"]
+    write_csv(out / "ablation.csv", rows, columns)
+    md = markdown([{"variant": r["variant"], **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
+                    "valid": f"{r['valid_recall@20']:.4f}"} for r in rows],
+                  ["variant", *METRICS, "valid"],
+                  ["variant", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "valid Recall@20"])
+    write_text(out / "ablation.md", md + "\n")
+    names = [r["variant"] for r in rows]
+    bar_plot(out / "ablation.png", names, {m: [r[m] for r in rows] for m in ("recall@20", "ndcg@20")},
+             {m: [r[f"{m}_std"] for r in rows] for m in ("recall@20", "ndcg@20")},
+             f"{dataset}: DDRM ablation on {backend} ({seeds} seed(s))")
+    return {"experiment": "ablation", "rows": rows, "markdown": md, "output": str(out),
+            "plot": str(out / "ablation.png"), "cells": len(cells)}

@@ -1,0 +1,129 @@
+"""Experiment commands (--quick), T-CE / R-CE losses, DiffRec, and the statistics behind the tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ddrm.backends import BackendConfig, EmbeddingBackend
+from ddrm.baselines import DiffRec
+from ddrm.cli import main
+from ddrm.data import SyntheticConfig, make_synthetic
+from ddrm.experiments.report import mean_std, paired_test
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return make_synthetic(SyntheticConfig(n_users=80, n_items=40, mean_items=8, seed=2))
+
+
+def _backend(tiny, **cfg) -> EmbeddingBackend:
+    return EmbeddingBackend(tiny.train, BackendConfig(name="mf", dim=8, layers=0, **cfg),
+                            torch.Generator().manual_seed(0)).train()
+
+
+def test_tce_drops_the_largest_losses_with_a_linear_schedule(tiny):
+    m = _backend(tiny, denoise="tce", tce_max_rate=0.25, tce_warmup=100)
+    users, pos, neg = (torch.arange(8) % 80, torch.arange(8) % 40, (torch.arange(8) + 7) % 40)
+    u, p, n = m.user[users], m.item[pos], m.item[neg]
+    per = F.softplus((u * n).sum(1) - (u * p).sum(1))
+    for step, rate in ((0, 0.0), (50, 0.125), (100, 0.25), (10_000, 0.25)):
+        m.on_step(step)
+        assert m.drop_rate() == pytest.approx(rate)
+        keep = round((1 - rate) * 8)
+        expected = torch.sort(per.detach()).values[:keep].mean()
+        assert float(m.loss(users, pos, neg)["bpr"].detach()) == pytest.approx(float(expected), rel=1e-6)
+    m.eval()
+    assert float(m.loss(users, pos, neg)["bpr"].detach()) == pytest.approx(float(per.mean()), rel=1e-6)  # eval: no drop
+
+
+def test_rce_weights_by_positive_score_power(tiny):
+    m = _backend(tiny, denoise="rce", rce_beta=0.5)
+    users, pos, neg = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5]), torch.tensor([6, 7, 8])
+    u, p, n = m.user[users], m.item[pos], m.item[neg]
+    s_pos = (u * p).sum(1)
+    expected = (torch.sigmoid(s_pos) ** 0.5 * F.softplus((u * n).sum(1) - s_pos)).mean()
+    assert float(m.loss(users, pos, neg)["bpr"].detach()) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_diffrec_trains_scores_and_reweights_by_snr(tiny):
+    m = DiffRec(epochs=2, eval_every=1, dims=(16,), steps=5, batch_size=32, quiet=True).fit(tiny)
+    s = m.score(torch.arange(6))
+    assert s.shape == (6, tiny.n_items) and torch.isfinite(s).all()
+    abar = m.diffusion_.alphas_cumprod
+    snr = abar / (1 - abar)
+    assert float(m._weights[0]) == 1.0
+    assert torch.allclose(m._weights[1:].double(), snr[:-1] - snr[1:], rtol=1e-5)
+    assert len(m.history_) == 2 and "valid_recall@20" in m.history_[-1]
+
+
+def test_mean_std_and_paired_test(tmp_path):
+    from scipy import stats
+
+    assert mean_std([1.0]) == (1.0, 0.0)
+    mu, sd = mean_std([1.0, 2.0, 4.0])
+    assert mu == pytest.approx(7 / 3) and sd == pytest.approx(np.std([1, 2, 4], ddof=1))
+    rng = np.random.default_rng(0)
+    users = np.arange(50)
+    a, b = rng.random(50), rng.random(50)
+    for name, v in (("a", a), ("b", b)):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "per_user.npz", users=users, recall_at_20=v)
+    diff, p = paired_test(tmp_path, ["a"], ["b"])
+    assert diff == pytest.approx(float((a - b).mean()))
+    assert p == pytest.approx(float(stats.ttest_rel(a, b).pvalue))
+
+
+def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
+    out = tmp_path / "table"
+    args = ["experiment", "table", "--quick", "--seeds", "2", "--backends", "mf", "--output", str(out), "--json",
+            "--quiet"]
+    assert main(args) == 0
+    p = json.loads(capsys.readouterr().out)
+    models = [r["model"] for r in p["rows"]]
+    assert models == ["MostPop", "ItemKNN", "EASE", "RP3beta", "DiffRec", "MF", "MF + T-CE", "MF + R-CE", "MF + DDRM"]
+    ddrm = p["rows"][-1]
+    assert ddrm["n_seeds"] == 2 and 0 <= ddrm["recall@20"] <= 1 and ddrm["recall@20_std"] >= 0
+    assert "vs_backend_recall@20" in ddrm and "p_value_recall@20" in ddrm
+    with open(out / "table.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 9 and float(rows[0]["recall@20"]) == pytest.approx(p["rows"][0]["recall@20"], rel=1e-5)
+    assert "± " in (out / "table.md").read_text()
+    cell_files = sorted(out.glob("cells/**/metrics.json"))
+    assert len(cell_files) == p["cells"] == 18
+    stamps = {f: f.stat().st_mtime_ns for f in cell_files}
+    assert main(args) == 0  # resumes: every cell is already finished
+    again = json.loads(capsys.readouterr().out)
+    assert again["rows"] == p["rows"]
+    assert {f: f.stat().st_mtime_ns for f in cell_files} == stamps
+
+
+def test_experiment_noise_and_ablation_quick(capsys, tmp_path):
+    assert main(["experiment", "noise", "--quick", "--ratios", "0", "0.3", "--methods", "backend", "ddrm",
+                 "--output", str(tmp_path / "noise"), "--json", "--quiet"]) == 0
+    p = json.loads(capsys.readouterr().out)
+    assert {(r["ratio"], r["method"]) for r in p["rows"]} == {(0.0, "LightGCN"), (0.3, "LightGCN"),
+                                                              (0.0, "LightGCN + DDRM"), (0.3, "LightGCN + DDRM")}
+    assert (tmp_path / "noise" / "noise.png").read_bytes()[:8] == PNG
+    assert (tmp_path / "noise" / "noise.csv").read_text().startswith("ratio,method")
+    assert main(["experiment", "ablation", "--quick", "--steps", "2", "--output", str(tmp_path / "abl"), "--json",
+                 "--quiet"]) == 0
+    p = json.loads(capsys.readouterr().out)
+    assert [r["variant"] for r in p["rows"]] == ["full", "no reconstruction", "no reweighting", "no user denoiser",
+                                                 "no item denoiser", "pure-noise start", "T=2", "mf alone"]
+    assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == PNG
+
+
+def test_experiment_usage_errors(capsys):
+    assert main(["experiment"]) == 2
+    assert main(["experiment", "noise", "--quick", "--ratios", "1.5"]) == 2
+    assert main(["experiment", "table", "--quick", "--methods", "magic"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("ddrm: error:") == 3 and "Traceback" not in err
