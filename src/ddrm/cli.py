@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp_common.add_argument("--output", default=None, help="experiment folder (default runs/experiments/KIND)")
     exp_common.add_argument("--configs", default="configs", help="folder of per-dataset configs (default configs)")
     exp_common.add_argument("--quick", action="store_true", help="tiny synthetic data and settings (seconds)")
+    exp_common.add_argument("--ddrm-epochs", type=int, default=None, help="cap the epochs of every DDRM run")
     p_table = esub.add_parser("table", parents=[common, exp_common], help="baselines, backends, + T-CE / R-CE / DDRM")
     p_table.add_argument("--datasets", nargs="+", default=["ml-1m_noisy"])
     p_table.add_argument("--backends", nargs="+", default=["mf", "lightgcn", "sgl"])
@@ -405,7 +406,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     unknown = sorted(set(methods) - {"backend", "tce", "rce", "ddrm"})
     if unknown:
         raise UsageError(f"unknown method {unknown[0]!r}; use backend, tce, rce or ddrm.")
-    setup = experiments.Setup(configs=Path(args.configs), root=args.data_root, quick=args.quick, quiet=args.quiet)
+    if args.ddrm_epochs is not None and args.ddrm_epochs < 1:
+        raise UsageError("--ddrm-epochs must be >= 1.")
+    setup = experiments.Setup(configs=Path(args.configs), root=args.data_root, quick=args.quick, quiet=args.quiet,
+                              ddrm_epochs=args.ddrm_epochs)
     if args.quick:  # tiny synthetic data stands in for every dataset
         args.datasets, args.dataset = ["synthetic"], "synthetic"
     out = Path(args.output or f"runs/experiments/{args.experiment}{'-quick' if args.quick else ''}")

@@ -43,6 +43,7 @@ class Setup:
     root: str | None = None
     quick: bool = False
     quiet: bool = False
+    ddrm_epochs: int | None = None
     data_cache: dict[str, Interactions] = field(default_factory=dict)
 
     def data_section(self, dataset: str, noise: float = 0.0) -> dict[str, Any]:
@@ -70,7 +71,10 @@ class Setup:
     def ddrm_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
         if self.quick:
             return {"data": section, "ddrm": QUICK_DDRM, "train": QUICK_OPT}
-        return {**load_run_config(self.configs, dataset, f"ddrm-{backend}"), "data": section}
+        cfg = {**load_run_config(self.configs, dataset, f"ddrm-{backend}"), "data": section}
+        if self.ddrm_epochs is not None:  # a coarser, quicker run: say so wherever the numbers are shown
+            cfg = deep_merge(cfg, {"train": {"epochs": self.ddrm_epochs}})
+        return cfg
 
     def baseline_params(self, dataset: str, name: str) -> dict[str, Any]:
         if self.quick:
