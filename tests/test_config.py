@@ -47,6 +47,12 @@ def test_every_shipped_config_parses():
     files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
     assert len(files) >= 15
     for f in files:
+        if f.name == "baselines.yaml":  # baseline hyper-parameters for 'ddrm experiment table'
+            from ddrm.baselines import build
+
+            for name, params in load_yaml(f).items():
+                build(name, **params)
+            continue
         cls = TrainRunConfig if "ddrm" in load_yaml(f) else PretrainConfig  # ddrm train configs have a ddrm section
         cfg = build_config(cls, f)
         assert cfg.data.name == f.parent.name, f

@@ -119,7 +119,15 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
     for cell in bar:
         fresh = not cell_done(root / cell.key)
         t0 = time.perf_counter()
-        results[cell.key] = run_cell(cell, root / cell.key, data_for(cell), root, quiet=True)
+        if cell.needs is not None and "error" in results.get(cell.needs, {}):
+            results[cell.key] = {"error": f"needs {cell.needs}, which failed"}
+            continue
+        try:
+            results[cell.key] = run_cell(cell, root / cell.key, data_for(cell), root, quiet=True)
+        except ConfigError as exc:  # e.g. EASE refusing a catalogue too large for its dense matrix
+            logger.warning("cell %s skipped: %s", cell.key, exc)
+            results[cell.key] = {"error": str(exc)}
+            continue
         if fresh:
             spent.append(time.perf_counter() - t0)
             left = len(todo) - len(spent)

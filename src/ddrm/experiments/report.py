@@ -48,8 +48,16 @@ def paired_test(root: Path, a_keys: Sequence[str], b_keys: Sequence[str], metric
 
 
 def summarize(results: dict[str, dict[str, Any]], keys: Sequence[str], split: str = "test") -> dict[str, Any]:
-    """Mean / std of each metric over the cells ``keys`` (one per seed)."""
+    """Mean / std of each metric over the cells ``keys`` (one per seed); failed cells are left out and their
+    reason kept under ``error`` (NaN metrics when none succeeded)."""
+    errors = [results[k]["error"] for k in keys if "error" in results[k]]
+    keys = [k for k in keys if "error" not in results[k]]
     out: dict[str, Any] = {"n_seeds": len(keys)}
+    if errors:
+        out["error"] = errors[0]
+    if not keys:
+        return {**out, **{m: math.nan for m in METRICS}, **{f"{m}_std": math.nan for m in METRICS},
+                "valid_recall@20": math.nan}
     for m in METRICS:
         mu, sd = mean_std([results[k]["metrics"][split][m] for k in keys])
         out[m], out[f"{m}_std"] = mu, sd
@@ -58,6 +66,8 @@ def summarize(results: dict[str, dict[str, Any]], keys: Sequence[str], split: st
 
 
 def fmt(mu: float, sd: float, n: int) -> str:
+    if n == 0 or math.isnan(mu):
+        return "–"
     return f"{mu:.4f} ± {sd:.4f}" if n > 1 else f"{mu:.4f}"
 
 

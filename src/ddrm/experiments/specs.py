@@ -137,7 +137,7 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             row = {"dataset": ds, "model": LABEL.get(base, base) + ({"tce": " + T-CE", "rce": " + R-CE",
                                                                      "ddrm": " + DDRM"}.get(method, "")),
                    **summarize(results, keys)}
-            if method == "ddrm":
+            if method == "ddrm" and "error" not in row:
                 plain = [k.replace(f"/{name}/", f"/{base}/") for k in keys]
                 ref = summarize(results, plain)
                 row["vs_backend_recall@20"] = row["recall@20"] / ref["recall@20"] - 1 if ref["recall@20"] else 0.0
@@ -145,16 +145,17 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                 row["paired_diff_recall@20"], row["p_value_recall@20"] = paired_test(out / "cells", keys, plain)
             rows.append(row)
     columns = ["dataset", "model", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")], "valid_recall@20",
-               "vs_backend_recall@20", "vs_backend_ndcg@20", "paired_diff_recall@20", "p_value_recall@20"]
+               "vs_backend_recall@20", "vs_backend_ndcg@20", "paired_diff_recall@20", "p_value_recall@20", "error"]
     write_csv(out / "table.csv", rows, columns)
     md_rows = [{"dataset": r["dataset"], "model": r["model"],
                 **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
                 "gain": (f"{100 * r['vs_backend_recall@20']:+.1f} % / {100 * r['vs_backend_ndcg@20']:+.1f} %"
                          if "vs_backend_recall@20" in r else ""),
-                "p": (f"{r['p_value_recall@20']:.3g}" if "p_value_recall@20" in r else "")} for r in rows]
+                "p": (f"{r['p_value_recall@20']:.3g}" if "p_value_recall@20" in r else
+                      f"skipped: {r['error']}" if "error" in r else "")} for r in rows]
     text = markdown(md_rows, ["dataset", "model", *METRICS, "gain", "p"],
                     ["dataset", "model", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
-                     "DDRM vs backend (R@20 / N@20)", "paired t-test p (R@20)"])
+                     "DDRM vs backend (R@20 / N@20)", "paired t-test p (R@20) / note"])
     write_text(out / "table.md", text + "\n")
     return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out), "cells": len(cells)}
 
