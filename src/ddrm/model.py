@@ -132,6 +132,11 @@ class DDRMModule(nn.Module):
     def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
         self.generator.set_state(state["generator"])
 
+    @property
+    def has_unused_parameters(self) -> bool:
+        """A disabled denoiser keeps parameters that get no gradient (DistributedDataParallel must be told)."""
+        return not (self.cfg.user_denoiser and self.cfg.item_denoiser)
+
     def set_rank(self, rank: int) -> None:
         """Distributed training: a different noise / timestep stream on every rank (rank 0 keeps the seed's)."""
         if rank:

@@ -201,7 +201,7 @@ def train_loop(
             model.set_rank(rank)
         ddp_ids = [device.index] if device.type == "cuda" else None
         loss_fn = DistributedDataParallel(_LossModule(model), device_ids=ddp_ids, broadcast_buffers=False,
-                                          find_unused_parameters=True)
+                                          find_unused_parameters=bool(getattr(model, "has_unused_parameters", False)))
         quiet = quiet or rank != 0
 
     def save(epoch: int, step: int, epoch_loss: float, epoch_rng: dict) -> None:
