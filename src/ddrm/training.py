@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import logging
 import math
 import os
@@ -200,7 +201,9 @@ def train_loop(
         if hasattr(model, "set_rank"):
             model.set_rank(rank)
         ddp_ids = [device.index] if device.type == "cuda" else None
-        loss_fn = DistributedDataParallel(_LossModule(model), device_ids=ddp_ids, broadcast_buffers=False,
+        params = inspect.signature(DistributedDataParallel.__init__).parameters  # buffers are constants here
+        no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+        loss_fn = DistributedDataParallel(_LossModule(model), device_ids=ddp_ids, **no_sync,
                                           find_unused_parameters=bool(getattr(model, "has_unused_parameters", False)))
         quiet = quiet or rank != 0
 
