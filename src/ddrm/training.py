@@ -201,8 +201,8 @@ def train_loop(
         if hasattr(model, "set_rank"):
             model.set_rank(rank)
         ddp_ids = [device.index] if device.type == "cuda" else None
-        params = inspect.signature(DistributedDataParallel.__init__).parameters  # buffers are constants here
-        no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+        ddp_args = inspect.signature(DistributedDataParallel.__init__).parameters  # buffers are constants here
+        no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in ddp_args else {"broadcast_buffers": False}
         loss_fn = DistributedDataParallel(_LossModule(model), device_ids=ddp_ids, **no_sync,
                                           find_unused_parameters=bool(getattr(model, "has_unused_parameters", False)))
         quiet = quiet or rank != 0
