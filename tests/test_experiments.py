@@ -119,11 +119,16 @@ def test_experiment_noise_and_ablation_quick(capsys, tmp_path):
     assert [r["variant"] for r in p["rows"]] == ["full", "no reconstruction", "no reweighting", "no user denoiser",
                                                  "no item denoiser", "pure-noise start", "T=2", "mf alone"]
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == PNG
+    assert main(["experiment", "ablation", "--quick", "--steps", "--variants", "full", "no reweighting", "--output",
+                 str(tmp_path / "abl"), "--json", "--quiet"]) == 0  # a subset, from the finished cells
+    assert [r["variant"] for r in json.loads(capsys.readouterr().out)["rows"]] == ["full", "no reweighting",
+                                                                                 "mf alone"]
 
 
 def test_experiment_usage_errors(capsys):
     assert main(["experiment"]) == 2
     assert main(["experiment", "noise", "--quick", "--ratios", "1.5"]) == 2
     assert main(["experiment", "table", "--quick", "--methods", "magic"]) == 2
+    assert main(["experiment", "ablation", "--quick", "--variants", "nonsense"]) == 2
     err = capsys.readouterr().err
-    assert err.count("ddrm: error:") == 3 and "Traceback" not in err
+    assert err.count("ddrm: error:") == 4 and "Traceback" not in err

@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_abl.add_argument("--dataset", default="ml-1m_noisy")
     p_abl.add_argument("--backend", default="mf")
     p_abl.add_argument("--steps", type=int, nargs="*", default=[5, 10, 50], help="values of T to sweep")
+    p_abl.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                       help="subset of: full, 'no reconstruction', 'no reweighting', 'no user denoiser', "
+                            "'no item denoiser', 'pure-noise start' (default all)")
 
     p_demo = sub.add_parser("demo", parents=[_common(data=False)],
                             help="MostPop, EASE, LightGCN and LightGCN + DDRM on built-in synthetic data with planted noise")
@@ -428,7 +431,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         p = experiments.noise(args.dataset, args.backend, args.ratios, args.seeds, out, setup, methods)
         text = format_table(p["rows"], ["ratio", "method", "recall@20", "ndcg@20"]) + f"\nplot: {p['plot']}"
     else:
-        p = experiments.ablation(args.dataset, args.backend, args.seeds, args.steps, out, setup)
+        p = experiments.ablation(args.dataset, args.backend, args.seeds, args.steps, out, setup, args.variants)
         text = p["markdown"] + f"\nplot: {p['plot']}"
     p["seconds"] = time.perf_counter() - t0
     _emit(args, p, text + f"\n{p['cells']} cells in {out} ({p['seconds']:.0f} s)")

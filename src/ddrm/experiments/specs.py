@@ -203,10 +203,17 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def ablation(dataset: str, backend: str, seeds: int, steps: list[int], out: Path, setup: Setup) -> dict[str, Any]:
-    """DDRM full vs each switch off, and a sweep over T (sampling steps = T), on one backend per seed."""
+def ablation(dataset: str, backend: str, seeds: int, steps: list[int], out: Path, setup: Setup,
+             variants_run: list[str] | None = None) -> dict[str, Any]:
+    """DDRM full vs each switch off (``variants_run``: a subset of ABLATIONS), and a sweep over T (sampling steps =
+    T), on one backend per seed."""
     section = setup.data_section(dataset)
-    variants = dict(ABLATIONS)
+    unknown = sorted(set(variants_run or ()) - set(ABLATIONS))
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown ablation variant {unknown[0]!r}; choose from {', '.join(ABLATIONS)}.")
+    variants = {k: v for k, v in ABLATIONS.items() if variants_run is None or k in variants_run}
     for t in steps:
         variants[f"T={t}"] = {"steps": t, "sampling_steps": None}
     cells: list[Cell] = []
