@@ -105,17 +105,22 @@ def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | 
     t0 = time.perf_counter()
     backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state.pt")
     metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
-    res = backend.result_
+    return complete_run(out, cfg, data, backend, "backend.pt", metrics,
+                        {"command": "pretrain", "backend": cfg.backend.name, "seconds": time.perf_counter() - t0})
+
+
+def complete_run(out: Path, cfg: Any, data: Interactions, model: Backend | DDRM, filename: str,
+                 metrics: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """The run's JSON payload (``fields`` + what every run reports); rank 0 saves the checkpoint ``filename``;
+    ``config.yaml`` and ``metrics.json`` are written and the training states removed."""
+    res = model.result_
     payload = {
-        "command": "pretrain", "backend": cfg.backend.name, "seed": cfg.seed, "data": data_info(data),
-        "world_size": distributed.world_size(), "device": str(backend.device_),
-        "metrics": metrics, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-        "epoch_seconds_mean": res.epoch_seconds_mean,
-        "seconds": time.perf_counter() - t0, "output": cfg.output,
-        "checkpoint": str(Path(cfg.output) / "backend.pt"),
+        **fields, "seed": cfg.seed, "data": data_info(data), "world_size": distributed.world_size(),
+        "device": str(model.device_), "metrics": metrics, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+        "epoch_seconds_mean": res.epoch_seconds_mean, "output": cfg.output, "checkpoint": str(out / filename),
     }
     if distributed.is_main():
-        backend.save(out / "backend.pt", data, to_dict(cfg), metrics)
+        model.save(out / filename, data, to_dict(cfg), metrics)
     write_run(out, cfg, payload)
     finish_run(out)
     return payload
@@ -171,23 +176,11 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
     t1 = time.perf_counter()
     model = DDRM(backend, cfg.ddrm, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state-ddrm.pt")
     metrics = evaluate_splits(model, data, cfg.eval, model.device_)
-    res = model.result_
-    payload = {
-        "command": "train", "backend": backend.config.name, "seed": cfg.seed, "data": data_info(data),
-        "world_size": distributed.world_size(), "device": str(model.device_),
-        "metrics": metrics, "backend_metrics": backend_metrics, "best_epoch": res.best_epoch,
-        "epochs_run": res.epochs_run,
-        "epoch_seconds_mean": res.epoch_seconds_mean,
+    return complete_run(out, cfg, data, model, "ddrm.pt", metrics, {
+        "command": "train", "backend": backend.config.name, "backend_metrics": backend_metrics,
         "noise_to_signal": model.module_.diffusion.noise_to_signal(),
         "measured_noise_ratio": model.measured_noise_ratio(),
-        "backend_seconds": t1 - t0, "ddrm_seconds": time.perf_counter() - t1, "output": cfg.output,
-        "checkpoint": str(Path(cfg.output) / "ddrm.pt"),
-    }
-    if distributed.is_main():
-        model.save(out / "ddrm.pt", data, to_dict(cfg), metrics)
-    write_run(out, cfg, payload)
-    finish_run(out)
-    return payload
+        "backend_seconds": t1 - t0, "ddrm_seconds": time.perf_counter() - t1})
 
 
 def checkpoint_data_config(payload: dict[str, Any], overrides: dict[str, Any] | None = None) -> DataConfig:
