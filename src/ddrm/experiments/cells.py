@@ -7,6 +7,7 @@ exist is not recomputed: re-running an experiment command resumes from the finis
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import build_config, deep_merge, load_yaml, to_dict
+from ..config import build_config, deep_merge, load_yaml
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..evaluation import evaluate
@@ -69,8 +70,6 @@ def load_per_user(folder: Path) -> dict[str, np.ndarray]:
 
 def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool = True) -> dict[str, Any]:
     """Run ``cell`` into ``folder`` (unless done) and return its ``metrics.json`` payload."""
-    import json
-
     if cell_done(folder):
         return json.loads((folder / "metrics.json").read_text())
     folder.mkdir(parents=True, exist_ok=True)
@@ -152,10 +151,4 @@ def load_run_config(configs: Path, dataset: str, name: str) -> dict[str, Any]:
     return deep_merge(cfg, {"data": {"name": dataset}})
 
 
-def with_data(cfg: dict[str, Any], data_section: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` with its data section replaced by the experiment's (name, root, noise)."""
-    return {**cfg, "data": dict(data_section)}
-
-
-__all__ = ["Cell", "run_cell", "run_cells", "load_per_user", "load_run_config", "with_data", "to_dict", "KS",
-           "BASELINE_NAMES"]
+__all__ = ["Cell", "run_cell", "run_cells", "load_per_user", "load_run_config", "KS", "BASELINE_NAMES"]
