@@ -85,13 +85,6 @@ def all_sum(values: Sequence[float], device: torch.device | str = "cpu") -> list
     return t.cpu().tolist()
 
 
-def any_flag(flag: bool) -> bool:
-    """True on every rank when any rank's ``flag`` is True (e.g. a signal seen by one process)."""
-    if not active():
-        return flag
-    return all_sum([1.0 if flag else 0.0])[0] > 0
-
-
 def barrier() -> None:
     if active():
         dist.barrier()
