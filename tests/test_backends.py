@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddrm.backends import Backend, build, normalized_adjacency, propagate
-from ddrm.backends.base import _info_nce
+from ddrm.backends.base import BackendConfig, _info_nce
 from ddrm.cli import main
 from ddrm.data import SyntheticConfig, load_dataset, make_synthetic
 from ddrm.errors import CheckpointError, ConfigError
@@ -45,6 +45,27 @@ def test_propagation_is_layer_mean_and_gradient_is_exact(random_data):
     torch.testing.assert_close(grad_fast, u.grad, atol=1e-5, rtol=1e-5)
     same = propagate(u, i, adj, 0)
     assert same[0] is u
+
+
+def test_normalized_sum_propagation_matches_the_reference_recipe(random_data):
+    adj = normalized_adjacency(random_data.train)
+    dense = adj.to_dense().numpy().astype(np.float64)
+    rng = np.random.default_rng(0)
+    u, i = rng.normal(size=(random_data.n_users, 4)), rng.normal(size=(random_data.n_items, 4))
+    pu, pi = propagate(torch.tensor(u, dtype=torch.float32), torch.tensor(i, dtype=torch.float32), adj, 3,
+                       "normalized_sum")
+    e = np.concatenate([u, i])
+    total, layer = e.copy(), e
+    for _ in range(3):  # E_k = rownorm(A E_{k-1}); rows of zeros (isolated nodes) stay zero
+        layer = dense @ layer
+        norms = np.linalg.norm(layer, axis=1, keepdims=True)
+        layer = layer / np.maximum(norms, 1e-12)
+        total += layer
+    np.testing.assert_allclose(torch.cat([pu, pi]).numpy(), total, atol=1e-5)
+    with pytest.raises(ValueError, match="layer combination"):
+        propagate(torch.tensor(u), torch.tensor(i), adj, 1, "max")
+    with pytest.raises(ConfigError, match="layer_combine"):
+        BackendConfig(layer_combine="max").validate()  # type: ignore[arg-type]
 
 
 def test_info_nce_matches_naive():

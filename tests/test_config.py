@@ -32,6 +32,17 @@ def test_bad_overrides(items, match):
         build_config(DataConfig, None, items)
 
 
+def test_exponent_without_a_dot_is_a_number(tmp_path):
+    """YAML 1.1 reads 5e-3 as a string; float settings accept it from --set and from files."""
+    cfg = build_config(DataConfig, None, ["noise_ratio=3e-1"])
+    assert cfg.noise_ratio == pytest.approx(0.3)
+    f = tmp_path / "c.yaml"
+    f.write_text("noise_ratio: 2E-1\n")
+    assert build_config(DataConfig, f).noise_ratio == pytest.approx(0.2)
+    with pytest.raises(ConfigError, match="must be a number"):
+        build_config(DataConfig, None, ["noise_ratio=1e-1x"])
+
+
 def test_eval_metric_must_be_computed():
     with pytest.raises(ConfigError, match="eval.metric"):
         build_config(EvalConfig, None, ["metric=recall@30"])

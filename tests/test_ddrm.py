@@ -126,3 +126,22 @@ def test_inference_fast_path_equals_generic_forward_and_step():
         out = torch.randn(5, 8)
         for s in (0, 4, 9):
             assert torch.allclose(diff.step_at(out, x, s), diff.step(out, x, torch.full((5,), s)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu"])
+def test_denoiser_equals_one_linear_on_the_concatenation(activation):
+    """The split first layer is the METHOD.md denoiser: an MLP on [x_t, Linear(temb(t)), cond], values and grads."""
+    from ddrm.denoiser import MLPDenoiser, timestep_embedding
+
+    den = MLPDenoiser(8, (6, 12), time_dim=4, activation=activation, dropout=0.0,
+                      generator=torch.Generator().manual_seed(3)).train()
+    x, c = torch.randn(7, 8, requires_grad=True), torch.randn(7, 8, requires_grad=True)
+    t = torch.tensor([0, 1, 1, 5, 9, 2, 0])
+    got = den(x, c, t)
+    naive = den.mlp(torch.cat([x, den.time_layer(timestep_embedding(t, 4)), c], dim=1))
+    torch.testing.assert_close(got, naive, atol=1e-6, rtol=1e-5)
+    g = torch.randn_like(got)
+    grads = torch.autograd.grad((got * g).sum(), [x, c, *den.parameters()])
+    naive_grads = torch.autograd.grad((naive * g).sum(), [x, c, *den.parameters()])
+    for a, b in zip(grads, naive_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)

@@ -71,8 +71,17 @@ class MLPDenoiser(nn.Module):
         if self.training and self.dropout > 0:
             keep = torch.rand(x_t.shape, generator=generator, device=x_t.device) >= self.dropout
             x_t = x_t * keep.to(x_t.dtype) / (1.0 - self.dropout)
-        temb = self.time_layer(timestep_embedding(t, self.time_dim).to(x_t.dtype))
-        return self.mlp(torch.cat([x_t, temb, cond], dim=-1))
+        # The first layer on [x_t, temb, cond] split in two: the small time share carries the gradient of the time
+        # layer, the big share sees inputs without gradient (a frozen backend), so no [B, 2d + time_dim] input
+        # gradient is ever computed. Same maths as one Linear on the concatenation.
+        first, d, td = self.mlp[0], self.emb_dim, self.time_dim
+        w = first.weight
+        temb = self.time_layer(timestep_embedding(t, td).to(x_t.dtype))
+        h = torch.addmm(F.linear(temb, w[:, d:d + td], first.bias), torch.cat([x_t, cond], dim=-1),
+                        torch.cat([w[:, :d], w[:, d + td:]], dim=1).t())
+        for m in self.mlp[1:]:
+            h = m(h) if isinstance(m, nn.Linear) else self.act(h)
+        return h
 
     # ------------------------------------------------------------------ inference fast path
     # The first layer acts on [x_t, temb, cond]; split its weight so the condition's share is computed once per

@@ -27,6 +27,8 @@ class BackendConfig:
     name : ``mf`` (dot product), ``lightgcn``, ``sgl`` or ``import`` (existing embeddings)
     dim : embedding size; init_std : normal init scale of the ego embeddings
     layers : LightGCN propagation layers (``mf`` default 0; on ``import`` applied on top of the loaded embeddings)
+    layer_combine : ``mean`` of the layers (LightGCN) or ``normalized_sum`` (each layer L2-normalised per row, the
+        layers summed: how the DDRM reference code propagates its SGL backbone)
     reg : L2 weight on the batch's ego embeddings (LightGCN convention: 0.5 * sum of squares / batch)
     ssl_weight, ssl_temperature, ssl_ratio : SGL's InfoNCE weight, temperature and edge-dropout ratio
     path : for ``import``: a torch state dict (``.pt``) or ``.npz``; or a ddrm backend checkpoint
@@ -41,6 +43,7 @@ class BackendConfig:
     name: BackendName = "lightgcn"
     dim: int = 64
     layers: int = 3
+    layer_combine: Literal["mean", "normalized_sum"] = "mean"
     reg: float = 1e-4
     init_std: float = 0.1
     ssl_weight: float = 0.1
@@ -59,6 +62,8 @@ class BackendConfig:
     def validate(self) -> None:
         if not 0 <= self.tce_max_rate < 1 or self.tce_warmup < 1 or self.rce_beta < 0:
             raise ConfigError("backend needs 0 <= tce_max_rate < 1, tce_warmup >= 1 and rce_beta >= 0.")
+        if self.layer_combine not in ("mean", "normalized_sum"):
+            raise ConfigError(f"backend.layer_combine must be 'mean' or 'normalized_sum', not {self.layer_combine!r}.")
         if self.dim < 1 or self.layers < 0 or self.reg < 0 or self.init_std <= 0:
             raise ConfigError("backend needs dim >= 1, layers >= 0, reg >= 0 and init_std > 0.")
         if not 0 <= self.ssl_ratio < 1 or self.ssl_temperature <= 0 or self.ssl_weight < 0:
@@ -107,7 +112,8 @@ class EmbeddingBackend(nn.Module):
 
     def propagated(self, adj: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Final embeddings (users [n_users, d], items [n_items, d]) through ``adj`` (default: the full graph)."""
-        return propagate(self.user, self.item, adj if adj is not None else self.adj, self.cfg.layers)
+        return propagate(self.user, self.item, adj if adj is not None else self.adj, self.cfg.layers,
+                         self.cfg.layer_combine)
 
     # -------------------------------------------------------------------------- training
     def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:

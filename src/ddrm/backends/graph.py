@@ -1,4 +1,4 @@
-"""LightGCN graph maths: the symmetric-normalised bipartite adjacency and layer-mean propagation."""
+"""Graph maths: the symmetric-normalised bipartite adjacency and LightGCN-style propagation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 
 
 def normalized_adjacency(train: sp.csr_matrix, keep: np.ndarray | None = None) -> torch.Tensor:
@@ -54,20 +55,29 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, ctx.adj @ grad
 
 
-def propagate(user_emb: torch.Tensor, item_emb: torch.Tensor, adj: torch.Tensor | None, layers: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LightGCN propagation: the mean of ``E, A E, ..., A^layers E`` split back into users and items.
+def propagate(user_emb: torch.Tensor, item_emb: torch.Tensor, adj: torch.Tensor | None, layers: int,
+              combine: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """Graph propagation of ``E = [users; items]`` over ``layers`` layers, split back into users and items.
+
+    ``combine = "mean"`` (LightGCN): the mean of ``E_0 = E, E_k = A E_{k-1}``.
+    ``combine = "normalized_sum"`` (the DDRM reference code's SGL backbone): every layer's output is L2-normalised
+    per row before the next layer, ``E_k = normalize(A E_{k-1})``, and the layers are summed, ``E_0 + ... + E_L``.
 
     Shapes: user_emb [n_users, d], item_emb [n_items, d], adj [n, n] sparse with n = n_users + n_items.
     ``layers = 0`` returns the inputs unchanged. ``adj`` must be symmetric (as built by
     :func:`normalized_adjacency`).
     """
+    if combine not in ("mean", "normalized_sum"):
+        raise ValueError(f"unknown layer combination {combine!r}; use 'mean' or 'normalized_sum'.")
     if layers == 0 or adj is None:
         return user_emb, item_emb
     e = torch.cat([user_emb, item_emb], 0)
     total = e
     for _ in range(layers):
         e = _SymmetricSpMM.apply(adj, e) if e.requires_grad else adj @ e
+        if combine == "normalized_sum":
+            e = F.normalize(e, p=2, dim=1)
         total = total + e
-    total = total / (layers + 1)
+    if combine == "mean":
+        total = total / (layers + 1)
     return total[: user_emb.shape[0]], total[user_emb.shape[0]:]
