@@ -12,12 +12,15 @@ from pathlib import Path
 
 import torch
 
+from ddrm.runtime import keep_freed_memory
+
 DEFAULT_ROOT = os.environ.get("DDRM_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def machine() -> dict:
     return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "malloc_keep_freed": keep_freed_memory()}
 
 
 def cuda_peak() -> dict:

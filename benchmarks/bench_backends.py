@@ -15,6 +15,7 @@ from _common import DEFAULT_ROOT, cuda_peak, machine, peak_rss_mb, run_isolated
 
 from ddrm.backends import DEFAULT_LAYERS, build
 from ddrm.data import load_dataset
+from ddrm.runtime import keep_freed_memory
 
 
 def one(name: str, args: argparse.Namespace) -> dict:
@@ -29,6 +30,7 @@ def one(name: str, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the ddrm CLI does (reported by machine())
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", default="ml-1m_noisy")
     p.add_argument("--data-root", default=DEFAULT_ROOT)

@@ -21,12 +21,14 @@ from ddrm.backends import build
 from ddrm.data import load_dataset
 from ddrm.evaluation import evaluate
 from ddrm.model import DDRM
+from ddrm.runtime import keep_freed_memory
 from ddrm.training import TrainConfig
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ddrm-official-ml-1m" / "mf.pt"
 
 
 def main() -> None:
+    keep_freed_memory()  # as the ddrm CLI does (reported by machine())
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", default="ml-1m_noisy")
     p.add_argument("--data-root", default=DEFAULT_ROOT)

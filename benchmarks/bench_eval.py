@@ -17,6 +17,7 @@ import torch
 
 from ddrm.data import load_dataset
 from ddrm.evaluation import evaluate
+from ddrm.runtime import keep_freed_memory
 
 
 class EmbeddingScorer:
@@ -32,6 +33,7 @@ class EmbeddingScorer:
 
 
 def main() -> None:
+    keep_freed_memory()  # as the ddrm CLI does (reported by machine())
     here = Path(__file__).resolve().parents[1]
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--data", default="ml-1m_noisy")

@@ -465,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not distributed.is_main():
                 args.quiet = True
         _setup_logging(getattr(args, "quiet", False))
+        from .runtime import keep_freed_memory
+
+        keep_freed_memory()  # reuse freed activation buffers: fewer page faults per training step
         if getattr(args, "quiet", False):
             import os
 

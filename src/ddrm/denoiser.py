@@ -15,6 +15,7 @@ from .errors import ConfigError
 Activation = Literal["tanh", "sigmoid", "relu"]
 _ACT = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
 _ACT_FN = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}
+_ACT_INPLACE = {"tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "relu": torch.relu_}  # on fresh Linear outputs
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -34,21 +35,26 @@ class MLPDenoiser(nn.Module):
     ``dims = (100, 1000)`` with embedding size d gives ``(2d + time_dim) -> 1000 -> 100 -> 1000 -> d``; the
     activation follows every layer but the last. Xavier-normal weights, N(0, 0.001) biases (as the reference).
 
+    ``steps``: the number of diffusion steps (every t < steps), sizing the time table of the first layer; None
+    derives it from each batch's largest t.
+
     Shapes: x_t [B, d], cond [B, d], t int64 [B] -> [B, d].
     """
 
     def __init__(self, emb_dim: int, dims: Sequence[int] = (100, 1000), time_dim: int = 10,
                  activation: Activation = "sigmoid", dropout: float = 0.5,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, steps: int | None = None) -> None:
         super().__init__()
         if activation not in _ACT:
             raise ConfigError(f"unknown activation {activation!r}; use tanh, sigmoid or relu.")
         if not dims or min(dims) < 1 or time_dim < 1 or not 0 <= dropout < 1:
             raise ConfigError("denoiser needs non-empty positive dims, time_dim >= 1 and 0 <= dropout < 1.")
         self.time_dim = time_dim
+        self.steps = steps
         self.emb_dim = emb_dim
         self.dropout = dropout
         self.act = _ACT_FN[activation]
+        self.act_ = _ACT_INPLACE[activation]
         self.time_layer = nn.Linear(time_dim, time_dim)
         sizes = [2 * emb_dim + time_dim, *reversed(dims), *dims[1:], emb_dim]
         layers: list[nn.Module] = []
@@ -71,16 +77,19 @@ class MLPDenoiser(nn.Module):
         if self.training and self.dropout > 0:
             keep = torch.rand(x_t.shape, generator=generator, device=x_t.device) >= self.dropout
             x_t = x_t * keep.to(x_t.dtype) / (1.0 - self.dropout)
-        # The first layer on [x_t, temb, cond] split in two: the small time share carries the gradient of the time
-        # layer, the big share sees inputs without gradient (a frozen backend), so no [B, 2d + time_dim] input
-        # gradient is ever computed. Same maths as one Linear on the concatenation.
+        # The first layer on [x_t, temb, cond], split: the time share is a table over the steps (the time layer's
+        # gradient flows through it), gathered per row and accumulated in place by one GEMM on [x_t, cond], which
+        # carry no gradient for a frozen backend. Same maths as one Linear on the concatenation.
         first, d, td = self.mlp[0], self.emb_dim, self.time_dim
         w = first.weight
-        temb = self.time_layer(timestep_embedding(t, td).to(x_t.dtype))
-        h = torch.addmm(F.linear(temb, w[:, d:d + td], first.bias), torch.cat([x_t, cond], dim=-1),
-                        torch.cat([w[:, :d], w[:, d + td:]], dim=1).t())
+        n_steps = self.steps if self.steps is not None else int(t.max()) + 1
+        steps = torch.arange(n_steps, device=t.device)
+        table = F.linear(self.time_layer(timestep_embedding(steps, td).to(x_t.dtype)), w[:, d:d + td], first.bias)
+        h = F.embedding(t, table)  # [B, h]: W_t Linear(temb(t)) + b
+        xc = torch.cat([x_t, cond], dim=-1).to(h.dtype)
+        h = h.addmm_(xc, torch.cat([w[:, :d], w[:, d + td:]], dim=1).t().to(h.dtype))
         for m in self.mlp[1:]:
-            h = m(h) if isinstance(m, nn.Linear) else self.act(h)
+            h = m(h) if isinstance(m, nn.Linear) else self.act_(h)  # Linear saves its input, not its output
         return h
 
     # ------------------------------------------------------------------ inference fast path

@@ -108,8 +108,8 @@ class DDRMModule(nn.Module):
         g = torch.Generator().manual_seed(seed)
         betas = make_betas(cfg.schedule, cfg.steps, cfg.noise_scale, cfg.noise_min, cfg.noise_max, cfg.first_beta)
         self.diffusion = GaussianDiffusion(betas, cfg.prediction)
-        self.user_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g)
-        self.item_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g)
+        self.user_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g, cfg.steps)
+        self.item_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g, cfg.steps)
         for p in backend.parameters():
             p.requires_grad_(not cfg.freeze_backend)
         self.seed = seed

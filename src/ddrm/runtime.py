@@ -1,0 +1,35 @@
+"""Process-level tuning applied by the command-line entry point (never on import of the library)."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+
+logger = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
+    """Ask glibc to keep freed blocks up to ``threshold_bytes`` for reuse instead of returning them to the OS.
+
+    Training allocates and frees the same multi-megabyte activations every step; by default glibc serves each from
+    fresh ``mmap`` pages, and the page faults on first touch cost about a tenth of a DDRM epoch on CPU. Peak memory
+    is unchanged (the blocks are reused); the process simply does not shrink between steps. Skipped when the user
+    set ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or on a C library without ``mallopt``. Returns
+    whether the setting was applied.
+    """
+    if not sys.platform.startswith("linux") or any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_",
+                                                                               "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, threshold_bytes) == 1
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, 2 * threshold_bytes) == 1 and ok
+    except (OSError, AttributeError):
+        return False
+    logger.debug("glibc mallopt applied: %s", ok)
+    return ok
