@@ -132,3 +132,14 @@ def test_experiment_usage_errors(capsys):
     assert main(["experiment", "ablation", "--quick", "--variants", "nonsense"]) == 2
     err = capsys.readouterr().err
     assert err.count("ddrm: error:") == 4 and "Traceback" not in err
+
+
+def test_eta_uses_the_times_of_similar_cells():
+    from ddrm.experiments.cells import Cell, estimate_seconds
+
+    spent = {("baseline", "mostpop"): [2.0], ("baseline", "itemknn"): [4.0], ("pretrain", "mf"): [100.0, 120.0]}
+    rest = [Cell("a", "pretrain", "mf", 0), Cell("b", "pretrain", "lightgcn", 0), Cell("c", "baseline", "ease", 0),
+            Cell("d", "train", "mf", 0)]
+    # mf: its own mean 110; lightgcn: the pretrain mean 110; ease: the baseline mean 3; DDRM: the mean of all, 56.5
+    assert estimate_seconds(rest, spent) == pytest.approx(110 + 110 + 3 + 56.5)
+    assert estimate_seconds(rest, {}) == 0.0

@@ -113,9 +113,9 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
     todo = [c for c in cells if not cell_done(root / c.key)]
     logger.info("%d cells, %d already finished, %d to run", len(cells), len(cells) - len(todo), len(todo))
     results: dict[str, dict[str, Any]] = {}
-    spent: list[float] = []
+    spent: dict[tuple[str, str], list[float]] = {}
     bar = tqdm(cells, desc="cells", disable=quiet)
-    for cell in bar:
+    for k, cell in enumerate(bar):
         fresh = not cell_done(root / cell.key)
         t0 = time.perf_counter()
         if cell.needs is not None and "error" in results.get(cell.needs, {}):
@@ -128,12 +128,29 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
             results[cell.key] = {"error": str(exc)}
             continue
         if fresh:
-            spent.append(time.perf_counter() - t0)
-            left = len(todo) - len(spent)
-            eta = sum(spent) / len(spent) * left
-            logger.info("cell %s done in %.0f s; %d to go, about %.0f min left", cell.key, spent[-1], left, eta / 60)
+            seconds = time.perf_counter() - t0
+            spent.setdefault((cell.kind, cell.name), []).append(seconds)
+            rest = [c for c in cells[k + 1:] if not cell_done(root / c.key)]
+            eta = estimate_seconds(rest, spent)
+            logger.info("cell %s done in %.0f s; %d to go, about %.0f min left", cell.key, seconds, len(rest), eta / 60)
             bar.set_postfix(eta_min=f"{eta / 60:.0f}")
     return results
+
+
+def estimate_seconds(rest: list[Cell], spent: dict[tuple[str, str], list[float]]) -> float:
+    """Seconds the ``rest`` cells should take, from the finished cells' times: the mean of the same kind and model
+    (e.g. ``pretrain``/``lightgcn``), else of the same kind, else of all finished cells."""
+    if not spent:
+        return 0.0
+    every = [x for xs in spent.values() for x in xs]
+    by_kind: dict[str, list[float]] = {}
+    for (kind, _), xs in spent.items():
+        by_kind.setdefault(kind, []).extend(xs)
+    total = 0.0
+    for c in rest:
+        xs = spent.get((c.kind, c.name)) or by_kind.get(c.kind) or every
+        total += sum(xs) / len(xs)
+    return total
 
 
 def load_run_config(configs: Path, dataset: str, name: str) -> dict[str, Any]:
