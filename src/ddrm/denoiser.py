@@ -14,8 +14,7 @@ from .errors import ConfigError
 
 Activation = Literal["tanh", "sigmoid", "relu"]
 _ACT = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
-_ACT_FN = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}
-_ACT_INPLACE = {"tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "relu": torch.relu_}  # on fresh Linear outputs
+_ACT_INPLACE = {"tanh": torch.tanh_, "sigmoid": torch.sigmoid_, "relu": torch.relu_}  # applied to fresh outputs only
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -53,7 +52,6 @@ class MLPDenoiser(nn.Module):
         self.steps = steps
         self.emb_dim = emb_dim
         self.dropout = dropout
-        self.act = _ACT_FN[activation]
         self.act_ = _ACT_INPLACE[activation]
         self.time_layer = nn.Linear(time_dim, time_dim)
         sizes = [2 * emb_dim + time_dim, *reversed(dims), *dims[1:], emb_dim]
@@ -80,14 +78,13 @@ class MLPDenoiser(nn.Module):
         # The first layer on [x_t, temb, cond], split: the time share is a table over the steps (the time layer's
         # gradient flows through it), gathered per row and accumulated in place by one GEMM on [x_t, cond], which
         # carry no gradient for a frozen backend. Same maths as one Linear on the concatenation.
-        first, d, td = self.mlp[0], self.emb_dim, self.time_dim
-        w = first.weight
+        wx, wt, wc, b = self._split_first()
         n_steps = self.steps if self.steps is not None else int(t.max()) + 1
         steps = torch.arange(n_steps, device=t.device)
-        table = F.linear(self.time_layer(timestep_embedding(steps, td).to(x_t.dtype)), w[:, d:d + td], first.bias)
+        table = F.linear(self.time_layer(timestep_embedding(steps, self.time_dim).to(x_t.dtype)), wt, b)
         h = F.embedding(t, table)  # [B, h]: W_t Linear(temb(t)) + b
         xc = torch.cat([x_t, cond], dim=-1).to(h.dtype)
-        h = h.addmm_(xc, torch.cat([w[:, :d], w[:, d + td:]], dim=1).t().to(h.dtype))
+        h = h.addmm_(xc, torch.cat([wx, wc], dim=1).t().to(h.dtype))
         for m in self.mlp[1:]:
             h = m(h) if isinstance(m, nn.Linear) else self.act_(h)  # Linear saves its input, not its output
         return h
@@ -108,13 +105,17 @@ class MLPDenoiser(nn.Module):
         self._cache = {}
         return super().load_state_dict(state, strict=strict, assign=assign)
 
+    def _split_first(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer's weight split by input [x_t | temb | cond] (views, [h, d], [h, time_dim], [h, d]) and
+        its bias [h]."""
+        first, d, td = self.mlp[0], self.emb_dim, self.time_dim
+        w = first.weight
+        return w[:, :d], w[:, d:d + td], w[:, d + td:], first.bias
+
     def _parts(self) -> dict:
         cache = self.__dict__.setdefault("_cache", {})
         if "first" not in cache:
-            first = self.mlp[0]
-            d, td = self.emb_dim, self.time_dim
-            w = first.weight
-            cache["first"] = (w[:, :d], w[:, d:d + td], w[:, d + td:], first.bias)
+            cache["first"] = self._split_first()
             cache["rest"] = [(m.weight, m.bias) for m in self.mlp if isinstance(m, nn.Linear)][1:]
         return cache
 
@@ -138,6 +139,6 @@ class MLPDenoiser(nn.Module):
         cache = self._parts()
         h = F.linear(x_t, cache["first"][0]) + cond_part + time_part
         for w, b in cache["rest"]:
-            h = F.linear(self.act(h), w, b)
+            h = F.linear(self.act_(h), w, b)
         return h
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..data.interactions import Interactions
 from ..errors import ConfigError
-from .graph import normalized_adjacency, propagate
+from .graph import LAYER_COMBINES, normalized_adjacency, propagate
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ class BackendConfig:
     def validate(self) -> None:
         if not 0 <= self.tce_max_rate < 1 or self.tce_warmup < 1 or self.rce_beta < 0:
             raise ConfigError("backend needs 0 <= tce_max_rate < 1, tce_warmup >= 1 and rce_beta >= 0.")
-        if self.layer_combine not in ("mean", "normalized_sum"):
-            raise ConfigError(f"backend.layer_combine must be 'mean' or 'normalized_sum', not {self.layer_combine!r}.")
+        if self.layer_combine not in LAYER_COMBINES:
+            raise ConfigError(f"backend.layer_combine must be one of {', '.join(LAYER_COMBINES)}, "
+                              f"not {self.layer_combine!r}.")
         if self.dim < 1 or self.layers < 0 or self.reg < 0 or self.init_std <= 0:
             raise ConfigError("backend needs dim >= 1, layers >= 0, reg >= 0 and init_std > 0.")
         if not 0 <= self.ssl_ratio < 1 or self.ssl_temperature <= 0 or self.ssl_weight < 0:

@@ -55,6 +55,9 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, ctx.adj @ grad
 
 
+LAYER_COMBINES = ("mean", "normalized_sum")
+
+
 def propagate(user_emb: torch.Tensor, item_emb: torch.Tensor, adj: torch.Tensor | None, layers: int,
               combine: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
     """Graph propagation of ``E = [users; items]`` over ``layers`` layers, split back into users and items.
@@ -67,8 +70,8 @@ def propagate(user_emb: torch.Tensor, item_emb: torch.Tensor, adj: torch.Tensor 
     ``layers = 0`` returns the inputs unchanged. ``adj`` must be symmetric (as built by
     :func:`normalized_adjacency`).
     """
-    if combine not in ("mean", "normalized_sum"):
-        raise ValueError(f"unknown layer combination {combine!r}; use 'mean' or 'normalized_sum'.")
+    if combine not in LAYER_COMBINES:
+        raise ValueError(f"unknown layer combination {combine!r}; use one of {', '.join(LAYER_COMBINES)}.")
     if layers == 0 or adj is None:
         return user_emb, item_emb
     e = torch.cat([user_emb, item_emb], 0)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..config import deep_merge, load_yaml
 from ..data.interactions import Interactions
+from ..errors import ConfigError
 from ..settings import DataConfig
 from .cells import BASELINE_NAMES, Cell, load_run_config, run_cells
 from .report import METRICS, bar_plot, fmt, line_plot, markdown, paired_test, summarize, write_csv, write_text
@@ -210,8 +211,6 @@ def ablation(dataset: str, backend: str, seeds: int, steps: list[int], out: Path
     section = setup.data_section(dataset)
     unknown = sorted(set(variants_run or ()) - set(ABLATIONS))
     if unknown:
-        from ..errors import ConfigError
-
         raise ConfigError(f"unknown ablation variant {unknown[0]!r}; choose from {', '.join(ABLATIONS)}.")
     variants = {k: v for k, v in ABLATIONS.items() if variants_run is None or k in variants_run}
     for t in steps:
