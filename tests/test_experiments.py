@@ -14,6 +14,7 @@ from ddrm.backends import BackendConfig, EmbeddingBackend
 from ddrm.baselines import DiffRec
 from ddrm.cli import main
 from ddrm.data import SyntheticConfig, make_synthetic
+from ddrm.errors import ConfigError
 from ddrm.experiments.report import mean_std, paired_test
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -41,7 +42,7 @@ def test_tce_drops_the_largest_losses_with_a_linear_schedule(tiny):
         expected = torch.sort(per.detach()).values[:keep].mean()
         assert float(m.loss(users, pos, neg)["bpr"].detach()) == pytest.approx(float(expected), rel=1e-6)
     m.eval()
-    assert float(m.loss(users, pos, neg)["bpr"].detach()) == pytest.approx(float(per.mean()), rel=1e-6)  # eval: no drop
+    assert float(m.loss(users, pos, neg)["bpr"].detach()) == pytest.approx(float(per.detach().mean()), rel=1e-6)  # eval: no drop
 
 
 def test_rce_weights_by_positive_score_power(tiny):
@@ -143,3 +144,46 @@ def test_eta_uses_the_times_of_similar_cells():
     # mf: its own mean 110; lightgcn: the pretrain mean 110; ease: the baseline mean 3; DDRM: the mean of all, 56.5
     assert estimate_seconds(rest, spent) == pytest.approx(110 + 110 + 3 + 56.5)
     assert estimate_seconds(rest, {}) == 0.0
+
+
+def test_results_block_is_appended_then_replaced_in_place():
+    from ddrm.experiments.results import markers, splice
+
+    begin, end = markers("table")
+    first = splice("# Results\n\nIntro.\n", "table", "| a |\n|---|\n| 1 |", "Comparison table")
+    assert first == f"# Results\n\nIntro.\n\n## Comparison table\n\n{begin}\n| a |\n|---|\n| 1 |\n{end}\n"
+    edited = first.replace("Intro.", "Intro, edited by hand.") + "\nCommentary after the block.\n"
+    second = splice(edited, "table", "| a |\n|---|\n| 2 |", "ignored when the block exists")
+    assert second == edited.replace("| 1 |", "| 2 |")
+    both = splice(second, "noise", "curve", "Noise")
+    assert both.startswith(second.rstrip("\n")) and both.endswith(f"{markers('noise')[0]}\ncurve\n{markers('noise')[1]}\n")
+    assert splice(both, "table", "| 3 |", "t").count(begin) == 1
+    with pytest.raises(ConfigError, match="out of order"):
+        splice(f"{end}\n{begin}\n", "table", "x", "t")
+    with pytest.raises(ConfigError, match="out of order"):
+        splice(f"{begin}\nno end\n", "table", "x", "t")
+    with pytest.raises(ConfigError, match="may only use"):
+        splice("", "bad id", "x", "t")
+
+
+def test_experiment_results_option_writes_its_block(capsys, tmp_path):
+    results = tmp_path / "docs" / "RESULTS.md"
+    args = ["experiment", "noise", "--quick", "--ratios", "0", "0.3", "--methods", "backend", "ddrm", "--output",
+            str(tmp_path / "noise"), "--results", str(results), "--quiet"]
+    assert main(args) == 0
+    text = results.read_text()
+    assert "<!-- ddrm:begin noise -->" in text and "## Robustness to injected noise" in text
+    assert "ddrm experiment noise --quick --ratios 0 0.3" in text and "Seeds 0..0; 4 cells" in text
+    assert "| injected noise ratio | LightGCN R@20 | LightGCN N@20 | LightGCN + DDRM R@20 |" in text
+    assert "![noise plot](results-noise.png)" in text
+    assert (tmp_path / "docs" / "results-noise.png").read_bytes()[:8] == PNG
+    results.write_text(text.replace("## Robustness", "Hand-written intro.\n\n## Robustness") + "\nMy notes.\n")
+    assert main(args) == 0  # resumed from the finished cells: only the block is rewritten
+    again = results.read_text()
+    assert again.count("<!-- ddrm:begin noise -->") == 1
+    assert "Hand-written intro." in again and again.endswith("My notes.\n")
+    capsys.readouterr()
+    results.write_text("<!-- ddrm:end noise -->\n")
+    assert main(args) == 2
+    assert "markers of block 'noise'" in capsys.readouterr().err
+    assert results.read_text() == "<!-- ddrm:end noise -->\n"  # untouched

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp_common.add_argument("--configs", default="configs", help="folder of per-dataset configs (default configs)")
     exp_common.add_argument("--quick", action="store_true", help="tiny synthetic data and settings (seconds)")
     exp_common.add_argument("--ddrm-epochs", type=int, default=None, help="cap the epochs of every DDRM run")
+    exp_common.add_argument("--results", default=None, metavar="FILE",
+                            help="also write this experiment's block (command, table, plot) into a Markdown file, "
+                                 "e.g. docs/RESULTS.md, replacing only its own previous block")
     p_table = esub.add_parser("table", parents=[common, exp_common], help="baselines, backends, + T-CE / R-CE / DDRM")
     p_table.add_argument("--datasets", nargs="+", default=["ml-1m_noisy"])
     p_table.add_argument("--backends", nargs="+", default=["mf", "lightgcn", "sgl"])
@@ -429,12 +432,23 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if any(not 0 <= r < 1 for r in args.ratios):
             raise UsageError("--ratios must lie in [0, 1).")
         p = experiments.noise(args.dataset, args.backend, args.ratios, args.seeds, out, setup, methods)
-        text = format_table(p["rows"], ["ratio", "method", "recall@20", "ndcg@20"]) + f"\nplot: {p['plot']}"
+        text = p["markdown"] + f"\nplot: {p['plot']}"
     else:
         p = experiments.ablation(args.dataset, args.backend, args.seeds, args.steps, out, setup, args.variants)
         text = p["markdown"] + f"\nplot: {p['plot']}"
     p["seconds"] = time.perf_counter() - t0
-    _emit(args, p, text + f"\n{p['cells']} cells in {out} ({p['seconds']:.0f} s)")
+    if args.results:
+        import shlex
+
+        from .experiments.results import update_results
+
+        what = {"table": f"Comparison table — {', '.join(args.datasets)}",
+                "noise": f"Robustness to injected noise — {args.dataset}, {args.backend} backend",
+                "ablation": f"Ablation — {args.dataset}, {args.backend} backend"}[args.experiment]
+        p["results"] = str(update_results(Path(args.results), out.name, what, p,
+                                          "ddrm " + shlex.join(getattr(args, "argv", []))))
+    _emit(args, p, text + f"\n{p['cells']} cells in {out} ({p['seconds']:.0f} s)"
+          + (f"; block {out.name!r} written to {p['results']}" if args.results else ""))
     return 0
 
 
@@ -448,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for --results
         if args.command is None:
             parser.print_help()
             return 2

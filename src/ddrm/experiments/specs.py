@@ -111,6 +111,11 @@ def _execute(setup: Setup, cells: list[Cell], out: Path) -> dict[str, dict[str, 
     return results
 
 
+def _spent(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Seconds each finished cell took when it ran (resumed cells keep their original time)."""
+    return {k: float(r["cell_seconds"]) for k, r in results.items() if "cell_seconds" in r}
+
+
 # ---------------------------------------------------------------------------------------------------- table
 def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup: Setup,
           baselines: tuple[str, ...] = BASELINE_NAMES, methods: tuple[str, ...] = ("backend", "tce", "rce", "ddrm")
@@ -158,7 +163,8 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                     ["dataset", "model", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
                      "DDRM vs backend (R@20 / N@20)", "paired t-test p (R@20) / note"])
     write_text(out / "table.md", text + "\n")
-    return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out), "cells": len(cells)}
+    return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out), "cells": len(cells),
+            "seeds": seeds, "cell_seconds": _spent(results)}
 
 
 # ---------------------------------------------------------------------------------------------------- noise
@@ -187,10 +193,36 @@ def noise(dataset: str, backend: str, ratios: list[float], seeds: int, out: Path
         series[name] = s
     columns = ["ratio", "method", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")]]
     write_csv(out / "noise.csv", rows, columns)
+    text = _noise_markdown(rows, ratios, list(series), backend)
+    write_text(out / "noise.md", text + "\n")
     line_plot(out / "noise.png", ratios, series, "ratio of random noise injected into train",
               f"{dataset}: robustness to injected noise ({backend}, {seeds} seed(s))")
-    return {"experiment": "noise", "rows": rows, "output": str(out), "plot": str(out / "noise.png"),
-            "cells": len(cells)}
+    return {"experiment": "noise", "rows": rows, "markdown": text, "output": str(out), "plot": str(out / "noise.png"),
+            "cells": len(cells), "seeds": seeds, "cell_seconds": _spent(results)}
+
+
+def _noise_markdown(rows: list[dict[str, Any]], ratios: list[float], names: list[str], backend: str) -> str:
+    """One line per ratio: Recall@20 and NDCG@20 of every method, and DDRM's gain over its backend."""
+    at = {(r["ratio"], r["method"]): r for r in rows}
+    plain, ddrm = LABEL.get(backend, backend), LABEL.get(backend, backend) + " + DDRM"
+    gain = plain in names and ddrm in names
+    md_rows = []
+    for x in ratios:
+        line: dict[str, str] = {"ratio": f"{x:g}"}
+        for n in names:
+            r = at[(x, n)]
+            line[f"{n} R"] = fmt(r["recall@20"], r["recall@20_std"], r["n_seeds"])
+            line[f"{n} N"] = fmt(r["ndcg@20"], r["ndcg@20_std"], r["n_seeds"])
+        if gain:
+            a, b = at[(x, plain)], at[(x, ddrm)]
+            line["gain"] = (f"{100 * (b['recall@20'] / a['recall@20'] - 1):+.1f} % / "
+                            f"{100 * (b['ndcg@20'] / a['ndcg@20'] - 1):+.1f} %"
+                            if a["recall@20"] > 0 and a["ndcg@20"] > 0 else "")
+        md_rows.append(line)
+    columns = ["ratio", *[f"{n} {m}" for n in names for m in ("R", "N")], *(["gain"] if gain else [])]
+    headers = ["injected noise ratio", *[f"{n} {m}@20" for n in names for m in ("R", "N")],
+               *(["DDRM gain R@20 / N@20"] if gain else [])]
+    return markdown(md_rows, columns, headers)
 
 
 # ---------------------------------------------------------------------------------------------------- ablation
@@ -244,4 +276,4 @@ def ablation(dataset: str, backend: str, seeds: int, steps: list[int], out: Path
              {m: [r[f"{m}_std"] for r in rows] for m in ("recall@20", "ndcg@20")},
              f"{dataset}: DDRM ablation on {backend} ({seeds} seed(s))")
     return {"experiment": "ablation", "rows": rows, "markdown": md, "output": str(out),
-            "plot": str(out / "ablation.png"), "cells": len(cells)}
+            "plot": str(out / "ablation.png"), "cells": len(cells), "seeds": seeds, "cell_seconds": _spent(results)}
