@@ -85,7 +85,7 @@ def test_mean_std_and_paired_test(tmp_path):
 def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     out = tmp_path / "table"
     args = ["experiment", "table", "--quick", "--seeds", "2", "--backends", "mf", "--output", str(out), "--json",
-            "--quiet"]
+            "--quiet", "--results", str(tmp_path / "RESULTS.md")]
     assert main(args) == 0
     p = json.loads(capsys.readouterr().out)
     models = [r["model"] for r in p["rows"]]
@@ -104,6 +104,9 @@ def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     again = json.loads(capsys.readouterr().out)
     assert again["rows"] == p["rows"]
     assert {f: f.stat().st_mtime_ns for f in cell_files} == stamps
+    block = (tmp_path / "RESULTS.md").read_text()
+    assert "## Comparison table — synthetic" in block and "Seeds 0..1; 18 cells" in block
+    assert p["markdown"] in block and block.count("<!-- ddrm:begin table -->") == 1
 
 
 def test_experiment_noise_and_ablation_quick(capsys, tmp_path):
@@ -115,8 +118,10 @@ def test_experiment_noise_and_ablation_quick(capsys, tmp_path):
     assert (tmp_path / "noise" / "noise.png").read_bytes()[:8] == PNG
     assert (tmp_path / "noise" / "noise.csv").read_text().startswith("ratio,method")
     assert main(["experiment", "ablation", "--quick", "--steps", "2", "--output", str(tmp_path / "abl"), "--json",
-                 "--quiet"]) == 0
+                 "--quiet", "--results", str(tmp_path / "R.md")]) == 0
     p = json.loads(capsys.readouterr().out)
+    assert "## Ablation — synthetic, mf backend" in (tmp_path / "R.md").read_text()
+    assert (tmp_path / "results-abl.png").read_bytes()[:8] == PNG
     assert [r["variant"] for r in p["rows"]] == ["full", "no reconstruction", "no reweighting", "no user denoiser",
                                                  "no item denoiser", "pure-noise start", "T=2", "mf alone"]
     assert (tmp_path / "abl" / "ablation.png").read_bytes()[:8] == PNG

@@ -442,9 +442,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
         from .experiments.results import update_results
 
-        what = {"table": f"Comparison table — {', '.join(args.datasets)}",
-                "noise": f"Robustness to injected noise — {args.dataset}, {args.backend} backend",
-                "ablation": f"Ablation — {args.dataset}, {args.backend} backend"}[args.experiment]
+        if args.experiment == "table":
+            what = f"Comparison table — {', '.join(args.datasets)}"
+        else:
+            what = (f"{'Robustness to injected noise' if args.experiment == 'noise' else 'Ablation'} — "
+                    f"{args.dataset}, {args.backend} backend")
         p["results"] = str(update_results(Path(args.results), out.name, what, p,
                                           "ddrm " + shlex.join(getattr(args, "argv", []))))
     _emit(args, p, text + f"\n{p['cells']} cells in {out} ({p['seconds']:.0f} s)"
