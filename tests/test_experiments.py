@@ -192,3 +192,10 @@ def test_experiment_results_option_writes_its_block(capsys, tmp_path):
     assert main(args) == 2
     assert "markers of block 'noise'" in capsys.readouterr().err
     assert results.read_text() == "<!-- ddrm:end noise -->\n"  # untouched
+
+
+def test_p_values_are_printed_without_underflowing_to_zero():
+    from ddrm.experiments.report import fmt_p
+
+    assert fmt_p(0.000451) == "0.000451" and fmt_p(1.32e-21) == "1.32e-21"
+    assert fmt_p(0.0) == "< 1e-300" and fmt_p(float("nan")) == "–"

@@ -71,6 +71,13 @@ def fmt(mu: float, sd: float, n: int) -> str:
     return f"{mu:.4f} ± {sd:.4f}" if n > 1 else f"{mu:.4f}"
 
 
+def fmt_p(p: float) -> str:
+    """A p-value for a table: 3 significant digits; one that underflowed to 0 in double precision as '< 1e-300'."""
+    if math.isnan(p):
+        return "–"
+    return "< 1e-300" if p < 1e-300 else f"{p:.3g}"
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")

@@ -20,7 +20,18 @@ from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..settings import DataConfig
 from .cells import BASELINE_NAMES, Cell, load_run_config, run_cells
-from .report import METRICS, bar_plot, fmt, line_plot, markdown, paired_test, summarize, write_csv, write_text
+from .report import (
+    METRICS,
+    bar_plot,
+    fmt,
+    fmt_p,
+    line_plot,
+    markdown,
+    paired_test,
+    summarize,
+    write_csv,
+    write_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +168,7 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                 **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
                 "gain": (f"{100 * r['vs_backend_recall@20']:+.1f} % / {100 * r['vs_backend_ndcg@20']:+.1f} %"
                          if "vs_backend_recall@20" in r else ""),
-                "p": (f"{r['p_value_recall@20']:.3g}" if "p_value_recall@20" in r else
+                "p": (fmt_p(r["p_value_recall@20"]) if "p_value_recall@20" in r else
                       f"skipped: {r['error']}" if "error" in r else "")} for r in rows]
     text = markdown(md_rows, ["dataset", "model", *METRICS, "gain", "p"],
                     ["dataset", "model", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
