@@ -71,6 +71,16 @@ def fmt(mu: float, sd: float, n: int) -> str:
     return f"{mu:.4f} ± {sd:.4f}" if n > 1 else f"{mu:.4f}"
 
 
+def relative(new: dict[str, Any], old: dict[str, Any], metric: str) -> float:
+    """``new[metric] / old[metric] - 1`` (0 when ``old`` scored 0): the relative gain of one row over another."""
+    return new[metric] / old[metric] - 1 if old[metric] else 0.0
+
+
+def fmt_gain(recall: float, ndcg: float) -> str:
+    """Relative gains on Recall@20 and NDCG@20 as ``+3.1 % / +2.8 %``."""
+    return f"{100 * recall:+.1f} % / {100 * ndcg:+.1f} %"
+
+
 def fmt_p(p: float) -> str:
     """A p-value for a table: 3 significant digits; one that underflowed to 0 in double precision as '< 1e-300'."""
     if math.isnan(p):

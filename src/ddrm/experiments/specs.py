@@ -24,10 +24,12 @@ from .report import (
     METRICS,
     bar_plot,
     fmt,
+    fmt_gain,
     fmt_p,
     line_plot,
     markdown,
     paired_test,
+    relative,
     summarize,
     write_csv,
     write_text,
@@ -157,8 +159,8 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             if method == "ddrm" and "error" not in row:
                 plain = [k.replace(f"/{name}/", f"/{base}/") for k in keys]
                 ref = summarize(results, plain)
-                row["vs_backend_recall@20"] = row["recall@20"] / ref["recall@20"] - 1 if ref["recall@20"] else 0.0
-                row["vs_backend_ndcg@20"] = row["ndcg@20"] / ref["ndcg@20"] - 1 if ref["ndcg@20"] else 0.0
+                row["vs_backend_recall@20"] = relative(row, ref, "recall@20")
+                row["vs_backend_ndcg@20"] = relative(row, ref, "ndcg@20")
                 row["paired_diff_recall@20"], row["p_value_recall@20"] = paired_test(out / "cells", keys, plain)
             rows.append(row)
     columns = ["dataset", "model", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")], "valid_recall@20",
@@ -166,7 +168,7 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
     write_csv(out / "table.csv", rows, columns)
     md_rows = [{"dataset": r["dataset"], "model": r["model"],
                 **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
-                "gain": (f"{100 * r['vs_backend_recall@20']:+.1f} % / {100 * r['vs_backend_ndcg@20']:+.1f} %"
+                "gain": (fmt_gain(r["vs_backend_recall@20"], r["vs_backend_ndcg@20"])
                          if "vs_backend_recall@20" in r else ""),
                 "p": (fmt_p(r["p_value_recall@20"]) if "p_value_recall@20" in r else
                       f"skipped: {r['error']}" if "error" in r else "")} for r in rows]
@@ -226,9 +228,7 @@ def _noise_markdown(rows: list[dict[str, Any]], ratios: list[float], names: list
             line[f"{n} N"] = fmt(r["ndcg@20"], r["ndcg@20_std"], r["n_seeds"])
         if gain:
             a, b = at[(x, plain)], at[(x, ddrm)]
-            line["gain"] = (f"{100 * (b['recall@20'] / a['recall@20'] - 1):+.1f} % / "
-                            f"{100 * (b['ndcg@20'] / a['ndcg@20'] - 1):+.1f} %"
-                            if a["recall@20"] > 0 and a["ndcg@20"] > 0 else "")
+            line["gain"] = fmt_gain(relative(b, a, "recall@20"), relative(b, a, "ndcg@20"))
         md_rows.append(line)
     columns = ["ratio", *[f"{n} {m}" for n in names for m in ("R", "N")], *(["gain"] if gain else [])]
     headers = ["injected noise ratio", *[f"{n} {m}@20" for n in names for m in ("R", "N")],
