@@ -164,3 +164,32 @@ def test_fit_ends_on_the_best_validation_state(small):
     assert valid == pytest.approx(b.result_.best_score)
     u, i = propagate(b.module_.user.detach(), b.module_.item.detach(), b.module_.adj, 2)
     torch.testing.assert_close(b.user_embeddings(), u)
+
+
+def test_inference_depth_is_selected_on_validation_and_saved(small, tmp_path):
+    """infer_layers_choices: every depth is scored on validation, the best becomes infer_layers, the final
+    embeddings use it (training depth unchanged), and a saved checkpoint scores the same after loading."""
+    b = build("lightgcn", layers=1, infer_layers_choices=[0, 1, 3], epochs=4, eval_every=2, lr=0.02, batch_size=256,
+              seed=0, quiet=True).fit(small)
+    ego_u, ego_i = b.module_.user.detach(), b.module_.item.detach()
+    expected = {}
+    for depth in (0, 1, 3):
+        pu, pi = propagate(ego_u, ego_i, b.module_.adj, depth)
+        scores = pu @ pi.T
+        seen = torch.from_numpy(small.seen("valid").toarray()).bool()
+        scores[seen] = -torch.inf
+        top = scores.topk(20, dim=1).indices
+        truth = torch.from_numpy(small.split("valid").toarray()).bool()
+        n_truth = truth.sum(1)
+        hits = torch.gather(truth, 1, top).sum(1)
+        has = n_truth > 0
+        expected[depth] = float((hits[has] / n_truth[has]).mean())
+    assert b.depth_scores_ == pytest.approx(expected, abs=1e-6)
+    best = max(expected, key=lambda k: expected[k])
+    assert b.config.infer_layers == best and b.config.layers == 1
+    pu, _ = propagate(ego_u, ego_i, b.module_.adj, best)
+    torch.testing.assert_close(b.user_embeddings(), pu)
+    b.save(tmp_path / "b.pt", small)
+    torch.testing.assert_close(Backend.load(tmp_path / "b.pt", small).score(torch.arange(7)), b.score(torch.arange(7)))
+    with pytest.raises(ConfigError, match="infer_layers"):
+        build("lightgcn", infer_layers=-1)

@@ -152,7 +152,7 @@ class DDRMModule(nn.Module):
         """Backend embeddings: computed once when frozen, with gradient when fine-tuned."""
         if self.cfg.freeze_backend or not self.training:
             return self.backend.frozen()
-        return self.backend.propagated()
+        return self.backend.propagated(layers=self.backend.final_layers)
 
     def history_average(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Mean item embedding [B, d] of each user's training items (zeros for a user without any)."""

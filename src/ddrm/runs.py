@@ -106,7 +106,17 @@ def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | 
     backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state.pt")
     metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
     return complete_run(out, cfg, data, backend, "backend.pt", metrics,
-                        {"command": "pretrain", "backend": cfg.backend.name, "seconds": time.perf_counter() - t0})
+                        {"command": "pretrain", "backend": cfg.backend.name, **depth_fields(backend),
+                         "seconds": time.perf_counter() - t0})
+
+
+def depth_fields(backend: Backend) -> dict[str, Any]:
+    """When the inference propagation depth was selected on validation: the chosen depth and every choice's
+    validation metric (``{}`` otherwise)."""
+    scores = getattr(backend, "depth_scores_", None)
+    if not scores:
+        return {}
+    return {"infer_layers": backend.module_.final_layers, "infer_layers_valid": {str(k): v for k, v in scores.items()}}
 
 
 def complete_run(out: Path, cfg: Any, data: Interactions, model: Backend | DDRM, filename: str,
@@ -178,6 +188,7 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
     metrics = evaluate_splits(model, data, cfg.eval, model.device_)
     return complete_run(out, cfg, data, model, "ddrm.pt", metrics, {
         "command": "train", "backend": backend.config.name, "backend_metrics": backend_metrics,
+        **depth_fields(backend),
         "noise_to_signal": model.module_.diffusion.noise_to_signal(),
         "measured_noise_ratio": model.measured_noise_ratio(),
         "backend_seconds": t1 - t0, "ddrm_seconds": time.perf_counter() - t1})

@@ -77,7 +77,27 @@ class Backend(Recommender):
                                                desc=self.config.name, device=device,
                                                state_path=state_path)
         self.module_.train(False)
+        if self.config.infer_layers_choices:
+            self._select_depth(data)
         return self
+
+    def _select_depth(self, data: Interactions) -> None:
+        """Set ``infer_layers`` to the choice with the best validation ``eval.metric`` (the first one on ties);
+        ``self.depth_scores_`` keeps ``{depth: validation metric}``."""
+        from ..evaluation import evaluate
+
+        scores: dict[int, float] = {}
+        for depth in dict.fromkeys(self.config.infer_layers_choices):
+            self.config = dataclasses.replace(self.config, infer_layers=depth)
+            self.module_.cfg, self.module_._frozen = self.config, None
+            res = evaluate(self, data, "valid", self.eval.ks, self.eval.batch_size, device=self.device_)
+            scores[depth] = res.metrics[self.eval.metric]
+        best = max(scores, key=lambda k: scores[k])
+        self.config = dataclasses.replace(self.config, infer_layers=best)
+        self.module_.cfg, self.module_._frozen = self.config, None
+        self.depth_scores_ = scores
+        logger.info("propagation depth at inference: %d (validation %s %s)", best, self.eval.metric,
+                    ", ".join(f"{k}: {v:.4f}" for k, v in scores.items()))
 
     def user_embeddings(self) -> torch.Tensor:
         """Final (propagated) user embeddings [n_users, d], computed once, no grad."""

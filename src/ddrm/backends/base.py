@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -27,6 +27,10 @@ class BackendConfig:
     name : ``mf`` (dot product), ``lightgcn``, ``sgl`` or ``import`` (existing embeddings)
     dim : embedding size; init_std : normal init scale of the ego embeddings
     layers : LightGCN propagation layers (``mf`` default 0; on ``import`` applied on top of the loaded embeddings)
+    infer_layers : propagation layers of the final embeddings (scoring, and what DDRM sees); ``None`` = ``layers``.
+        Training always propagates ``layers``.
+    infer_layers_choices : if not empty, after training the depth among these with the best validation metric
+        becomes ``infer_layers`` (selection on validation only; the validation scores are kept in the run's JSON)
     layer_combine : ``mean`` of the layers (LightGCN) or ``normalized_sum`` (each layer L2-normalised per row, the
         layers summed: how the DDRM reference code propagates its SGL backbone)
     reg : L2 weight on the batch's ego embeddings (LightGCN convention: 0.5 * sum of squares / batch)
@@ -44,6 +48,8 @@ class BackendConfig:
     dim: int = 64
     layers: int = 3
     layer_combine: Literal["mean", "normalized_sum"] = "mean"
+    infer_layers: int | None = None
+    infer_layers_choices: list[int] = field(default_factory=list)
     reg: float = 1e-4
     init_std: float = 0.1
     ssl_weight: float = 0.1
@@ -67,6 +73,8 @@ class BackendConfig:
                               f"not {self.layer_combine!r}.")
         if self.dim < 1 or self.layers < 0 or self.reg < 0 or self.init_std <= 0:
             raise ConfigError("backend needs dim >= 1, layers >= 0, reg >= 0 and init_std > 0.")
+        if (self.infer_layers is not None and self.infer_layers < 0) or any(k < 0 for k in self.infer_layers_choices):
+            raise ConfigError("backend.infer_layers and backend.infer_layers_choices must be >= 0.")
         if not 0 <= self.ssl_ratio < 1 or self.ssl_temperature <= 0 or self.ssl_weight < 0:
             raise ConfigError("backend needs 0 <= ssl_ratio < 1, ssl_temperature > 0 and ssl_weight >= 0.")
         if self.name == "import" and not (self.path or (self.user_path and self.item_path)):
@@ -91,7 +99,8 @@ class EmbeddingBackend(nn.Module):
         g = generator or torch.Generator().manual_seed(0)
         self.user = nn.Parameter(torch.randn(self.n_users, cfg.dim, generator=g) * cfg.init_std)
         self.item = nn.Parameter(torch.randn(self.n_items, cfg.dim, generator=g) * cfg.init_std)
-        self.adj = normalized_adjacency(train) if cfg.layers > 0 else None
+        depth = max([cfg.layers, cfg.infer_layers or 0, *cfg.infer_layers_choices])
+        self.adj = normalized_adjacency(train) if depth > 0 else None
         self.views: tuple[torch.Tensor, torch.Tensor] | None = None
         self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -111,10 +120,17 @@ class EmbeddingBackend(nn.Module):
         self._frozen = None
         return out
 
-    def propagated(self, adj: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final embeddings (users [n_users, d], items [n_items, d]) through ``adj`` (default: the full graph)."""
-        return propagate(self.user, self.item, adj if adj is not None else self.adj, self.cfg.layers,
-                         self.cfg.layer_combine)
+    @property
+    def final_layers(self) -> int:
+        """Propagation depth of the final embeddings: ``infer_layers``, or ``layers`` when it is not set."""
+        return self.cfg.layers if self.cfg.infer_layers is None else self.cfg.infer_layers
+
+    def propagated(self, adj: torch.Tensor | None = None, layers: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (users [n_users, d], items [n_items, d]) propagated through ``adj`` (default: the full graph)
+        over ``layers`` layers (default: the training depth ``cfg.layers``)."""
+        return propagate(self.user, self.item, adj if adj is not None else self.adj,
+                         self.cfg.layers if layers is None else layers, self.cfg.layer_combine)
 
     # -------------------------------------------------------------------------- training
     def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
@@ -166,13 +182,13 @@ class EmbeddingBackend(nn.Module):
 
     # -------------------------------------------------------------------------- inference
     def frozen(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Propagated embeddings computed once (no grad) and cached until the weights change.
+        """Final embeddings (``final_layers`` deep) computed once (no grad) and cached until the weights change.
 
         Whoever updates the weights resets the cache (``loss`` and ``scorer`` do).
         """
         if self._frozen is None:
             with torch.no_grad():
-                self._frozen = tuple(t.detach() for t in self.propagated())  # type: ignore[assignment]
+                self._frozen = tuple(t.detach() for t in self.propagated(layers=self.final_layers))  # type: ignore[assignment]
         assert self._frozen is not None
         return self._frozen
 
