@@ -86,15 +86,17 @@ class Backend(Recommender):
         ``self.depth_scores_`` keeps ``{depth: validation metric}``."""
         from ..evaluation import evaluate
 
+        def use(depth: int) -> None:
+            self.config = dataclasses.replace(self.config, infer_layers=depth)
+            self.module_.cfg, self.module_._frozen = self.config, None  # the cached embeddings had the old depth
+
         scores: dict[int, float] = {}
         for depth in dict.fromkeys(self.config.infer_layers_choices):
-            self.config = dataclasses.replace(self.config, infer_layers=depth)
-            self.module_.cfg, self.module_._frozen = self.config, None
+            use(depth)
             res = evaluate(self, data, "valid", self.eval.ks, self.eval.batch_size, device=self.device_)
             scores[depth] = res.metrics[self.eval.metric]
         best = max(scores, key=lambda k: scores[k])
-        self.config = dataclasses.replace(self.config, infer_layers=best)
-        self.module_.cfg, self.module_._frozen = self.config, None
+        use(best)
         self.depth_scores_ = scores
         logger.info("propagation depth at inference: %d (validation %s %s)", best, self.eval.metric,
                     ", ".join(f"{k}: {v:.4f}" for k, v in scores.items()))
