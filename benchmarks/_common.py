@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -12,15 +11,14 @@ from pathlib import Path
 
 import torch
 
-from ddrm.runtime import keep_freed_memory
+from ddrm.runtime import keep_freed_memory, machine_info
 
 DEFAULT_ROOT = os.environ.get("DDRM_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "malloc_keep_freed": keep_freed_memory()}
+    """``ddrm.runtime.machine_info()`` plus whether freed memory is kept for reuse (as the CLI does)."""
+    return {**machine_info(), "malloc_keep_freed": keep_freed_memory()}
 
 
 def cuda_peak() -> dict:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import time
 from pathlib import Path
 
 import torch
+from _common import cuda_peak, machine, peak_rss_mb
 
 from ddrm.data import load_dataset
 from ddrm.evaluation import evaluate
@@ -57,11 +56,7 @@ def main() -> None:
         "benchmark": "full_ranking_evaluation", "data": data.name, "split": args.split,
         "users": int(res.users.size), "items": data.n_items, "dim": args.dim, "ks": [10, 20, 50, 100],
         "seconds_min": min(times), "seconds_median": sorted(times)[len(times) // 2], "repeats": args.repeats,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__, "device": args.device,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "peak_rss_mb": peak_rss_mb(), "machine": machine(), "device": args.device, **cuda_peak(),
     }))
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import platform
 import sys
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +35,23 @@ def keep_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
         return False
     logger.debug("glibc mallopt applied: %s", ok)
     return ok
+
+
+def machine_info() -> dict:
+    """The machine results were measured on: CPU model, logical CPUs, torch threads, RAM (GB), torch build, GPU."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        ram = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+    except (ValueError, OSError, AttributeError):
+        ram = None
+    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "threads": torch.get_num_threads(), "ram_gb": ram,
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

@@ -10,8 +10,6 @@ compute time, the Markdown table and, for the noise sweep and the ablation, the 
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import platform
 import re
 import shutil
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import atomic_path
+from ..runtime import machine_info
 from .report import write_text
 
 _ID = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -46,24 +45,11 @@ def splice(text: str, block_id: str, body: str, title: str, where: str = "the re
 
 def machine_line() -> str:
     """One line naming the CPU (or GPU), the memory and the torch build."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    parts = [f"{cpu}, {os.cpu_count()} logical CPUs"]
-    try:
-        parts.append(f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB RAM")
-    except (ValueError, OSError, AttributeError):
-        pass
-    parts.append(f"torch {torch.__version__}")
-    parts.append(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
-    return ", ".join(parts)
+    m = machine_info()
+    parts = [f"{m['cpu']}, {m['logical_cpus']} logical CPUs"]
+    if m["ram_gb"] is not None:
+        parts.append(f"{m['ram_gb']} GB RAM")
+    return ", ".join([*parts, f"torch {m['torch']}", m["cuda"] or "no GPU"])
 
 
 def _minutes(seconds: float) -> str:
