@@ -4,7 +4,8 @@ Under ``torchrun --nproc_per_node=N -m ddrm train ...`` every process runs the s
 epoch's (seeded, identical on every rank) triples: step k's global batch of ``batch_size`` triples is split across
 ranks, the trainable module is wrapped in DistributedDataParallel (gradients averaged, so one step equals a
 single-process step on the global batch up to float rounding), evaluation users are sharded and the metric sums
-all-reduced, and only rank 0 writes files or prints. ``gloo`` on CPU, ``nccl`` on GPU.
+all-reduced, and only rank 0 writes files or prints. Collectives go through ``gloo`` for CPU tensors and ``nccl``
+for CUDA tensors (one process group with both, so a ``--device cpu`` run on a GPU machine never touches NCCL).
 """
 
 from __future__ import annotations
@@ -42,13 +43,18 @@ def is_main() -> bool:
 
 
 def init_from_env() -> bool:
-    """Initialise the default process group from torchrun's environment (``nccl`` if CUDA is present, else
-    ``gloo``); a no-op for a single process. Returns whether a group is active."""
+    """Initialise the default process group from torchrun's environment; a no-op for a single process.
+
+    With CUDA and NCCL present the group has both backends (``cpu:gloo,cuda:nccl``): each collective runs on the
+    backend of its tensors' device, so CPU training on a GPU machine and GPU training both work. Returns whether a
+    group is active."""
     if not launched() or active():
         return active()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank())
+    backend = "gloo"
+    if torch.cuda.is_available() and dist.is_nccl_available():
+        backend = "cpu:gloo,cuda:nccl"
+        if local_rank() < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend)
     logger.info("distributed: rank %d of %d (%s)", rank(), world_size(), backend)
     return True
@@ -64,8 +70,15 @@ def local_rank() -> int:
 
 
 def device_for_rank(device: torch.device) -> torch.device:
-    """Each rank on its own GPU (``cuda`` -> ``cuda:LOCAL_RANK``); CPU unchanged."""
+    """Each rank on its own GPU (``cuda`` -> ``cuda:LOCAL_RANK``); CPU unchanged. More GPU ranks on a node than
+    visible GPUs is a :class:`~ddrm.errors.ConfigError` (NCCL cannot put two ranks on one GPU)."""
     if device.type == "cuda" and active() and device.index is None:
+        if local_rank() >= torch.cuda.device_count():
+            from .errors import ConfigError
+
+            raise ConfigError(f"torchrun started process {local_rank()} on this node but only "
+                              f"{torch.cuda.device_count()} GPU(s) are visible; use --nproc_per_node="
+                              f"{torch.cuda.device_count()} or --device cpu.")
         return torch.device("cuda", local_rank())
     return device
 
@@ -75,16 +88,15 @@ def shard(values: np.ndarray) -> np.ndarray:
     return values[rank()::world_size()] if active() else values
 
 
-def all_sum(values: Sequence[float], device: torch.device | str = "cpu") -> list[float]:
-    """Element-wise sum over ranks (float64)."""
+def all_sum(values: Sequence[float]) -> list[float]:
+    """Element-wise sum over ranks (float64, through the CPU backend: a few numbers)."""
     if not active():
         return list(values)
-    backend_device = torch.device("cuda", local_rank()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor(list(values), dtype=torch.float64, device=backend_device)
+    t = torch.tensor(list(values), dtype=torch.float64)
     dist.all_reduce(t)
-    return t.cpu().tolist()
+    return t.tolist()
 
 
 def barrier() -> None:
-    if active():
-        dist.barrier()
+    """Wait for every rank (a CPU all-reduce, so it never needs a GPU backend)."""
+    all_sum([0.0])
