@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from ddrm.backends import Backend, build
+from ddrm.backends import Backend, BackendConfig, build
 from ddrm.cli import main
 from ddrm.data import SyntheticConfig, make_synthetic
 from ddrm.evaluation import evaluate
 from ddrm.model import DDRM
-from ddrm.training import TrainConfig
+from ddrm.training import CHECK_EVERY, NonFiniteLoss, TrainConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -94,3 +95,12 @@ def test_cli_end_to_end_on_cuda(tmp_path, capsys):
     history = [it["item_id"] for it in rec["items"][:2]]
     folded = service.recommend_history(history, k=5)
     assert len(folded["items"]) == 5 and not set(history) & {it["item_id"] for it in folded["items"]}
+
+
+def test_non_finite_loss_is_caught_without_a_sync_per_step(data):
+    # on one GPU the loss is read every CHECK_EVERY steps: the error names the window of steps
+    n_steps = -(-data.train.nnz // 64)
+    assert n_steps > CHECK_EVERY
+    with pytest.raises(NonFiniteLoss, match=rf"epoch 1, steps 0-{CHECK_EVERY - 1} \(.*loss=inf\).*lower learning rate"):
+        Backend(BackendConfig(name="mf", dim=8, reg=np.inf), TrainConfig(epochs=1, batch_size=64, device="cuda"),
+                quiet=True).fit(data)

@@ -30,6 +30,7 @@ from .settings import EvalConfig
 from .train_state import LoopState, capture_rng, load_state, restore_rng, save_state, state_exists
 
 logger = logging.getLogger(__name__)
+CHECK_EVERY = 20  # single-GPU training reads the loss (a host-device sync) once per this many steps
 
 
 @dataclass
@@ -238,32 +239,44 @@ def train_loop(
             bar = tqdm(range(first, n_steps), desc=f"{desc} epoch {epoch}", leave=False, disable=quiet,
                        initial=first, total=n_steps)
             on_step = getattr(model, "on_step", None)
+            # the running loss sum and a non-finite flag stay on the device; reading them waits for the device, so
+            # on a single GPU that happens every CHECK_EVERY steps (the launch queue never drains in between),
+            # elsewhere every step (before the update, so a non-finite loss never reaches the weights)
+            every = CHECK_EVERY if device.type == "cuda" and world == 1 else 1
+            total_t = torch.tensor(total, dtype=torch.float64, device=device)
+            bad_t = torch.zeros((), dtype=torch.bool, device=device)
             for step in bar:
                 if on_step is not None:
                     on_step((epoch - 1) * n_steps + step)
                 sl = slice(step * cfg.batch_size + rank, (step + 1) * cfg.batch_size, world)
                 terms = loss_fn(users[sl], pos[sl], neg[sl])
                 loss = terms["loss"]
-                bad_loss = not bool(torch.isfinite(loss))
-                if world > 1:  # every rank must take the same branch, or the others wait forever
-                    bad_loss, stop.signum = _agree(bad_loss, stop)
-                if bad_loss:
-                    detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                    kept = f"; the last good state is in {state_path}" if state_exists(state_path) else ""
-                    raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}, step {step} ({detail}); "
-                                        f"try a lower learning rate{kept}.")
+                bad_t |= ~torch.isfinite(loss.detach())
+                check = (step + 1) % every == 0 or step + 1 == n_steps or stop.requested
+                if check:
+                    bad_loss = bool(bad_t)
+                    if world > 1:  # every rank must take the same branch, or the others wait forever
+                        bad_loss, stop.signum = _agree(bad_loss, stop)
+                    if bad_loss:
+                        detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+                        kept = f"; the last good state is in {state_path}" if state_exists(state_path) else ""
+                        where = f"step {step}" if every == 1 else f"steps {step + 1 - every}-{step}"
+                        raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}, {where} ({detail}); "
+                                            f"try a lower learning rate{kept}.")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += loss.item()
-                if (step + 1) % 20 == 0:
-                    bar.set_postfix(loss=f"{total / (step + 1):.4f}", valid=f"{result.best_score:.4f}")
+                total_t += loss.detach()
+                if (step + 1) % 20 == 0 and not quiet:
+                    bar.set_postfix(loss=f"{float(total_t) / (step + 1):.4f}", valid=f"{result.best_score:.4f}")
                 if stop.requested and step + 1 < n_steps:
+                    total = float(total_t)
                     save(epoch, step + 1, total, epoch_rng)
                     raise TrainingInterrupted(f"{desc} training stopped by {stop.name} at epoch {epoch}, step {step + 1} of "
                                               f"{n_steps}; state saved to {state_path}", stop.signum,
                                               str(Path(state_path).parent))
             bar.close()
+            total = float(total_t)
             model.train(False)
             entry = {"epoch": epoch, "loss": total / max(n_steps, 1), "seconds": time.perf_counter() - t0}
             result.epoch_seconds.append(entry["seconds"])
