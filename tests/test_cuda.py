@@ -101,6 +101,6 @@ def test_non_finite_loss_is_caught_without_a_sync_per_step(data):
     # on one GPU the loss is read every CHECK_EVERY steps: the error names the window of steps
     n_steps = -(-data.train.nnz // 64)
     assert n_steps > CHECK_EVERY
-    with pytest.raises(NonFiniteLoss, match=rf"epoch 1, steps 0-{CHECK_EVERY - 1} \(.*loss=inf\).*lower learning rate"):
+    with pytest.raises(NonFiniteLoss, match=rf"epoch 1, steps 0-{CHECK_EVERY - 1} \(.*loss=nan\).*lower learning rate"):
         Backend(BackendConfig(name="mf", dim=8, reg=np.inf), TrainConfig(epochs=1, batch_size=64, device="cuda"),
                 quiet=True).fit(data)

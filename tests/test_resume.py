@@ -156,6 +156,26 @@ def test_non_finite_loss_names_step_terms_and_keeps_last_state(tiny, tmp_path):
     assert state.read_bytes() == before
 
 
+def test_deferred_non_finite_check_names_the_window(tiny, monkeypatch):
+    # the single-GPU path (loss read every CHECK_EVERY steps), exercised on the CPU: the first update with an
+    # infinite loss turns the weights into NaN, and the check at the end of the window reports it
+    from ddrm import training
+
+    monkeypatch.setattr(training, "_deferred_checks", lambda device, world: True)
+    assert -(-tiny.train.nnz // 16) > training.CHECK_EVERY
+    with pytest.raises(NonFiniteLoss, match=rf"epoch 1, steps 0-{training.CHECK_EVERY - 1} \(.*loss=nan\)"):
+        Backend(BackendConfig(name="mf", dim=8, reg=np.inf), TrainConfig(epochs=1, batch_size=16), seed=0,
+                quiet=True).fit(tiny)
+    b = Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=2, eval_every=1, batch_size=16), seed=0,
+                quiet=True).fit(tiny)
+    monkeypatch.undo()
+    a = Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=2, eval_every=1, batch_size=16), seed=0,
+                quiet=True).fit(tiny)
+    # the same training either way: only when the loss is read changes
+    torch.testing.assert_close(a.user_embeddings(), b.user_embeddings(), rtol=0, atol=0)
+    assert [h["loss"] for h in a.result_.history] == pytest.approx([h["loss"] for h in b.result_.history], rel=1e-12)
+
+
 def test_format_version_refused(tmp_path):
     from ddrm.checkpoint import save_checkpoint
 

@@ -242,7 +242,7 @@ def train_loop(
             # the running loss sum and a non-finite flag stay on the device; reading them waits for the device, so
             # on a single GPU that happens every CHECK_EVERY steps (the launch queue never drains in between),
             # elsewhere every step (before the update, so a non-finite loss never reaches the weights)
-            every = CHECK_EVERY if device.type == "cuda" and world == 1 else 1
+            every = CHECK_EVERY if _deferred_checks(device, world) else 1
             total_t = torch.tensor(total, dtype=torch.float64, device=device)
             bad_t = torch.zeros((), dtype=torch.bool, device=device)
             for step in bar:
@@ -314,6 +314,12 @@ def train_loop(
     model.train(False)
     result.seconds = elapsed()
     return result
+
+
+def _deferred_checks(device: torch.device, world: int) -> bool:
+    """Read the loss every :data:`CHECK_EVERY` steps instead of every step: on a single GPU, where each read waits
+    for the device and drains the launch queue (CPU steps and multi-process runs check every step)."""
+    return device.type == "cuda" and world == 1
 
 
 def _agree(bad_loss: bool, stop: StopFlag) -> tuple[bool, int | None]:
