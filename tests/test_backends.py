@@ -193,3 +193,44 @@ def test_inference_depth_is_selected_on_validation_and_saved(small, tmp_path):
     torch.testing.assert_close(Backend.load(tmp_path / "b.pt", small).score(torch.arange(7)), b.score(torch.arange(7)))
     with pytest.raises(ConfigError, match="infer_layers"):
         build("lightgcn", infer_layers=-1)
+
+
+def test_ease_factors_are_a_low_rank_symmetric_ease(small, tmp_path):
+    from ddrm.baselines.ease import EASE
+
+    dim, reg, norm = 12, 20.0, 2.5
+    b = build("ease-factors", dim=dim, ease_reg=reg, ease_norm=norm, epochs=0).fit(small)
+    users, items = b.user_embeddings().double(), b.item_embeddings().double()
+    assert items.shape == (small.n_items, dim) and items.norm(dim=1).mean().item() == pytest.approx(norm, rel=1e-5)
+    # naive: EASE's B, its symmetric part, the rank-dim truncation of the positive spectrum
+    B = EASE(reg=reg).fit(small).weights_.double()
+    lam, vec = torch.linalg.eigh((B + B.T) / 2)
+    top = torch.argsort(lam, descending=True)[:dim]
+    s_d = vec[:, top] @ torch.diag(lam[top].clamp(min=0)) @ vec[:, top].T
+    scale2 = (items @ items.T)[0, 0] / s_d[0, 0]
+    torch.testing.assert_close(items @ items.T, scale2 * s_d, rtol=1e-4, atol=1e-5)
+    x = torch.from_numpy(small.train.toarray()).double()
+    torch.testing.assert_close(users, (x @ items) / x.sum(1, keepdim=True).clamp(min=1), rtol=1e-5, atol=1e-6)
+    # at full rank the ranking is EASE's symmetric one (positive spectrum only): compare top-5 lists of a few users
+    full = build("ease-factors", dim=small.n_items, ease_reg=reg, epochs=0).fit(small)
+    sym_pos = vec @ torch.diag(lam.clamp(min=0)) @ vec.T
+    u = torch.arange(6)
+    assert torch.equal(full.score(u).topk(5).indices, (x[u] @ sym_pos).topk(5).indices)
+    b.save(tmp_path / "e.pt", small)
+    torch.testing.assert_close(Backend.load(tmp_path / "e.pt", small).score(u), b.score(u))
+    with pytest.raises(ConfigError, match="ease_reg"):
+        build("ease-factors", ease_reg=0.0, epochs=0).fit(small)
+    with pytest.raises(ConfigError, match="between 1 and the number of items"):
+        build("ease-factors", dim=small.n_items + 1, epochs=0).fit(small)
+
+
+def test_cli_pretrain_ease_factors(tmp_path, capsys):
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text("data: {name: synthetic, synthetic: {n_users: 120, n_items: 60, mean_items: 10}}\n"
+                   "backend: {name: ease-factors, dim: 8, ease_reg: 10.0}\ntrain: {epochs: 0}\n")
+    assert main(["pretrain", "--config", str(cfg), "--output", str(tmp_path / "r"), "--json", "--quiet"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["backend"] == "ease-factors" and payload["metrics"]["test"]["recall@20"] > 20 / 60
+    data = make_synthetic(SyntheticConfig(n_users=120, n_items=60, mean_items=10))
+    b = Backend.load(tmp_path / "r" / "backend.pt", data)
+    assert b.config.layers == 0 and b.item_embeddings().norm(dim=1).mean().item() == pytest.approx(1.0, rel=1e-5)

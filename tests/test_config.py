@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ddrm.config import build_config, load_yaml, parse_overrides, to_dict
+from ddrm.config import build_config, from_dict, load_yaml, parse_overrides, to_dict
 from ddrm.errors import ConfigError
 from ddrm.settings import DataConfig, EvalConfig
 
@@ -69,3 +69,14 @@ def test_every_shipped_config_parses():
         assert cfg.data.name == f.parent.name, f
         if cls is TrainRunConfig:
             assert cfg.ddrm.sampling <= cfg.ddrm.steps
+
+
+def test_backend_layers_default_to_each_backends_own():
+    from ddrm.backends.base import BackendConfig
+
+    # a config that names the backend but not its depth: MF / import / ease-factors are not propagated
+    assert {n: from_dict(BackendConfig, {"name": n, "path": "x"}).layers
+            for n in ("mf", "lightgcn", "sgl", "import", "ease-factors")} == {
+        "mf": 0, "lightgcn": 3, "sgl": 3, "import": 0, "ease-factors": 0}
+    assert from_dict(BackendConfig, {"name": "mf", "layers": 2}).layers == 2
+    assert to_dict(from_dict(BackendConfig, {"name": "sgl"}))["layers"] == 3  # checkpoints store the number

@@ -130,9 +130,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(f"unknown config key {key!r}; known keys here: {', '.join(sorted(names))}.")
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    defaults = cls()  # type: ignore[call-arg]
-    merged = {f.name: kwargs.get(f.name, getattr(defaults, f.name)) for f in dataclasses.fields(cls) if f.init}
-    obj = cls(**merged)  # type: ignore[call-arg]
+    obj = cls(**kwargs)  # missing keys take the dataclass defaults (and whatever its __post_init__ derives)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         validate()

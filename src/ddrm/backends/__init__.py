@@ -1,4 +1,4 @@
-"""Backends: MF, LightGCN, SGL trained with BPR, or imported embeddings; all expose the same interface."""
+"""Backends: MF, LightGCN, SGL trained with BPR, imported embeddings or EASE factors; one interface for all."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from ..errors import ConfigError
 from ..recommender import Recommender
 from ..settings import EvalConfig
 from ..training import TrainConfig, TrainResult, resolve_device, train_loop
-from .base import BackendConfig, EmbeddingBackend, check_shapes, history_mean
+from .base import DEFAULT_LAYERS, BackendConfig, EmbeddingBackend, check_shapes, history_mean
+from .ease_factors import ease_factors
 from .embeddings_io import load_embeddings
 from .graph import normalized_adjacency, propagate
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_LAYERS = {"mf": 0, "lightgcn": 3, "sgl": 3, "import": 0}
 
 
 class Backend(Recommender):
@@ -50,9 +50,12 @@ class Backend(Recommender):
     def _build(self, data: Interactions) -> EmbeddingBackend:
         g = torch.Generator().manual_seed(self.seed)
         module = EmbeddingBackend(data.train, self.config, g)
-        if self.config.name == "import":
-            user, item = load_embeddings(self.config, data.n_users, data.n_items)
-            check_shapes(user, item, data, self.config.path or self.config.user_path or "import")
+        if self.config.name in ("import", "ease-factors"):
+            if self.config.name == "ease-factors":
+                user, item = ease_factors(data.train, self.config.dim, self.config.ease_reg, self.config.ease_norm)
+            else:
+                user, item = load_embeddings(self.config, data.n_users, data.n_items)
+                check_shapes(user, item, data, self.config.path or self.config.user_path or "import")
             if user.shape[1] != self.config.dim:
                 self.config = dataclasses.replace(self.config, dim=int(user.shape[1]))
                 module = EmbeddingBackend(data.train, self.config, g)
@@ -62,7 +65,8 @@ class Backend(Recommender):
         return module
 
     def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None) -> Backend:
-        """Build the module and train it with BPR (no training for ``import`` unless ``train.epochs > 0``).
+        """Build the module and train it with BPR (``import`` and ``ease-factors`` start from their embeddings and
+        are fine-tuned only if ``train.epochs > 0``).
 
         ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``).
         """
@@ -71,8 +75,8 @@ class Backend(Recommender):
         self.device_ = device
         self.train_ = data.train
         epochs = self.train.epochs
-        if self.config.name == "import" and epochs:
-            logger.info("fine-tuning imported embeddings for up to %d epochs", epochs)
+        if self.config.name in ("import", "ease-factors") and epochs:
+            logger.info("fine-tuning %s embeddings for up to %d epochs", self.config.name, epochs)
         self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
                                                desc=self.config.name, device=device,
                                                state_path=state_path)
@@ -178,7 +182,7 @@ def build(name: str, **params: Any) -> Backend:
     unknown = sorted(set(params) - bkeys - tkeys - {"seed", "quiet", "metric"})
     if unknown:
         raise ConfigError(f"unknown backend parameter {unknown[0]!r}.")
-    bdict = {"name": name, "layers": DEFAULT_LAYERS.get(name, 0), **{k: v for k, v in params.items() if k in bkeys}}
+    bdict = {"name": name, **{k: v for k, v in params.items() if k in bkeys}}
     if name not in DEFAULT_LAYERS:
         raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(DEFAULT_LAYERS)}.")
     ev = from_dict(EvalConfig, {"metric": params["metric"]}) if "metric" in params else EvalConfig()

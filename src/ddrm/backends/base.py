@@ -17,16 +17,19 @@ from .graph import LAYER_COMBINES, normalized_adjacency, propagate
 
 logger = logging.getLogger(__name__)
 
-BackendName = Literal["mf", "lightgcn", "sgl", "import"]
+BackendName = Literal["mf", "lightgcn", "sgl", "import", "ease-factors"]
+DEFAULT_LAYERS: dict[str, int] = {"mf": 0, "lightgcn": 3, "sgl": 3, "import": 0, "ease-factors": 0}
 
 
 @dataclass
 class BackendConfig:
     """Backend settings.
 
-    name : ``mf`` (dot product), ``lightgcn``, ``sgl`` or ``import`` (existing embeddings)
+    name : ``mf`` (dot product), ``lightgcn``, ``sgl``, ``import`` (existing embeddings) or ``ease-factors`` (a
+        rank-``dim`` symmetric factorisation of EASE's item-item weights, closed form; see ``ease_factors``)
     dim : embedding size; init_std : normal init scale of the ego embeddings
-    layers : LightGCN propagation layers (``mf`` default 0; on ``import`` applied on top of the loaded embeddings)
+    layers : LightGCN propagation layers; not given: the backend's own default (``DEFAULT_LAYERS``: 3 for
+        ``lightgcn`` / ``sgl``, 0 otherwise; on ``import`` / ``ease-factors`` applied on top of their embeddings)
     infer_layers : propagation layers of the final embeddings (scoring, and what DDRM sees); ``None`` = ``layers``.
         Training always propagates ``layers``.
     infer_layers_choices : if not empty, after training the depth among these with the best validation metric
@@ -38,6 +41,7 @@ class BackendConfig:
     path : for ``import``: a torch state dict (``.pt``) or ``.npz``; or a ddrm backend checkpoint
     user_key, item_key : the tensors to take from ``path`` (default: guessed from names and shapes)
     user_path, item_path : for ``import`` from two ``.npy`` matrices instead of ``path``
+    ease_reg, ease_norm : for ``ease-factors``: EASE's L2 weight and the mean L2 norm of the item embeddings
     denoise : denoising training of the BPR loss (Wang et al., WSDM 2021, adapted to BPR triples):
         ``none``; ``tce`` (truncated: drop the ``drop_rate`` fraction of triples with the largest loss in each batch,
         the rate rising linearly from 0 to ``tce_max_rate`` over ``tce_warmup`` steps); ``rce`` (reweighted: each
@@ -46,7 +50,7 @@ class BackendConfig:
 
     name: BackendName = "lightgcn"
     dim: int = 64
-    layers: int = 3
+    layers: int | None = None  # type: ignore[assignment]  # an int after __post_init__
     layer_combine: Literal["mean", "normalized_sum"] = "mean"
     infer_layers: int | None = None
     infer_layers_choices: list[int] = field(default_factory=list)
@@ -60,10 +64,16 @@ class BackendConfig:
     item_key: str | None = None
     user_path: str | None = None
     item_path: str | None = None
+    ease_reg: float = 1000.0
+    ease_norm: float = 1.0
     denoise: Literal["none", "tce", "rce"] = "none"
     tce_max_rate: float = 0.2
     tce_warmup: int = 10000
     rce_beta: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.layers is None:
+            self.layers = DEFAULT_LAYERS.get(self.name, 0)
 
     def validate(self) -> None:
         if not 0 <= self.tce_max_rate < 1 or self.tce_warmup < 1 or self.rce_beta < 0:
@@ -77,6 +87,8 @@ class BackendConfig:
             raise ConfigError("backend.infer_layers and backend.infer_layers_choices must be >= 0.")
         if not 0 <= self.ssl_ratio < 1 or self.ssl_temperature <= 0 or self.ssl_weight < 0:
             raise ConfigError("backend needs 0 <= ssl_ratio < 1, ssl_temperature > 0 and ssl_weight >= 0.")
+        if self.ease_reg <= 0 or self.ease_norm <= 0:
+            raise ConfigError("backend needs ease_reg > 0 and ease_norm > 0.")
         if self.name == "import" and not (self.path or (self.user_path and self.item_path)):
             raise ConfigError("backend 'import' needs backend.path, or backend.user_path and backend.item_path.")
 

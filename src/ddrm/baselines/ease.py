@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ..data.interactions import Interactions
@@ -25,12 +26,16 @@ class EASE(ItemItemModel):
         if self.reg <= 0:
             raise ValueError(f"reg must be > 0, got {self.reg}")
         self._guard(data.n_items)
-        x = data.train
-        gram = np.asarray((x.T @ x).toarray(), dtype=np.float64)
-        gram[np.diag_indices_from(gram)] += self.reg
-        p = np.linalg.inv(gram)
-        b = -p / np.diag(p)[None, :]
-        b[np.diag_indices_from(b)] = 0.0
-        self.weights_ = torch.from_numpy(b.astype(np.float32))
-        self.train_ = x
+        self.weights_ = torch.from_numpy(ease_weights(data.train, self.reg).astype(np.float32))
+        self.train_ = data.train
         return self
+
+
+def ease_weights(train: sp.spmatrix, reg: float) -> np.ndarray:
+    """EASE's item-item weights [n_items, n_items] (float64, zero diagonal) for a [n_users, n_items] matrix."""
+    gram = np.asarray((train.T @ train).toarray(), dtype=np.float64)
+    gram[np.diag_indices_from(gram)] += reg
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)[None, :]
+    b[np.diag_indices_from(b)] = 0.0
+    return b
