@@ -245,6 +245,7 @@ def train_loop(
             every = CHECK_EVERY if _deferred_checks(device, world) else 1
             total_t = torch.tensor(total, dtype=torch.float64, device=device)
             bad_t = torch.zeros((), dtype=torch.bool, device=device)
+            checked = first  # the steps before this one were checked
             for step in bar:
                 if on_step is not None:
                     on_step((epoch - 1) * n_steps + step)
@@ -260,9 +261,10 @@ def train_loop(
                     if bad_loss:
                         detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                         kept = f"; the last good state is in {state_path}" if state_exists(state_path) else ""
-                        where = f"step {step}" if every == 1 else f"steps {step + 1 - every}-{step}"
+                        where = f"step {step}" if step == checked else f"steps {checked}-{step}"
                         raise NonFiniteLoss(f"{desc}: non-finite loss at epoch {epoch}, {where} ({detail}); "
                                             f"try a lower learning rate{kept}.")
+                    checked = step + 1
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

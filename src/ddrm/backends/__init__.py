@@ -23,7 +23,7 @@ from .embeddings_io import load_embeddings
 from .graph import normalized_adjacency, propagate
 
 logger = logging.getLogger(__name__)
-
+GIVEN = ("import", "ease-factors")  # backends whose embeddings are given (loaded or computed), not BPR-initialised
 
 
 class Backend(Recommender):
@@ -50,12 +50,9 @@ class Backend(Recommender):
     def _build(self, data: Interactions) -> EmbeddingBackend:
         g = torch.Generator().manual_seed(self.seed)
         module = EmbeddingBackend(data.train, self.config, g)
-        if self.config.name in ("import", "ease-factors"):
-            if self.config.name == "ease-factors":
-                user, item = ease_factors(data.train, self.config.dim, self.config.ease_reg, self.config.ease_norm)
-            else:
-                user, item = load_embeddings(self.config, data.n_users, data.n_items)
-                check_shapes(user, item, data, self.config.path or self.config.user_path or "import")
+        given = self._given_embeddings(data)
+        if given is not None:
+            user, item = given
             if user.shape[1] != self.config.dim:
                 self.config = dataclasses.replace(self.config, dim=int(user.shape[1]))
                 module = EmbeddingBackend(data.train, self.config, g)
@@ -63,6 +60,18 @@ class Backend(Recommender):
                 module.user.copy_(user)
                 module.item.copy_(item)
         return module
+
+    def _given_embeddings(self, data: Interactions) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Starting embeddings (users [n_users, d], items [n_items, d]) of ``import`` / ``ease-factors``; None for
+        the backends that start from a random initialisation."""
+        cfg = self.config
+        if cfg.name == "ease-factors":
+            return ease_factors(data.train, cfg.dim, cfg.ease_reg, cfg.ease_norm)
+        if cfg.name == "import":
+            user, item = load_embeddings(cfg, data.n_users, data.n_items)
+            check_shapes(user, item, data, cfg.path or cfg.user_path or "import")
+            return user, item
+        return None
 
     def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None) -> Backend:
         """Build the module and train it with BPR (``import`` and ``ease-factors`` start from their embeddings and
@@ -75,7 +84,7 @@ class Backend(Recommender):
         self.device_ = device
         self.train_ = data.train
         epochs = self.train.epochs
-        if self.config.name in ("import", "ease-factors") and epochs:
+        if self.config.name in GIVEN and epochs:
             logger.info("fine-tuning %s embeddings for up to %d epochs", self.config.name, epochs)
         self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
                                                desc=self.config.name, device=device,

@@ -29,7 +29,7 @@ def ease_factors(train: sp.csr_matrix, dim: int, reg: float = 1000.0, norm: floa
     ``reg``: EASE's L2 weight; ``norm``: mean L2 norm of the item embeddings; ``max_items``: refuse larger catalogues
     (EASE inverts a dense n_items x n_items matrix).
     """
-    n_users, n_items = train.shape
+    n_items = train.shape[1]
     if n_items > max_items:
         raise ConfigError(f"backend 'ease-factors' inverts an n_items x n_items matrix and {n_items} items exceed "
                           f"max_items={max_items}.")
