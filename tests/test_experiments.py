@@ -109,6 +109,15 @@ def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     assert p["markdown"] in block and block.count("<!-- ddrm:begin table -->") == 1
 
 
+def test_experiment_table_with_a_hyphenated_backend_name(capsys, tmp_path):
+    args = ["experiment", "table", "--quick", "--backends", "ease-factors", "--baselines", "--methods", "backend",
+            "ddrm", "--output", str(tmp_path / "t"), "--json", "--quiet"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["model"] for r in rows] == ["EASE factors", "EASE factors + DDRM"]
+    assert "vs_backend_recall@20" in rows[1]  # compared with its own backend row
+
+
 def test_experiment_noise_and_ablation_quick(capsys, tmp_path):
     assert main(["experiment", "noise", "--quick", "--ratios", "0", "0.3", "--methods", "backend", "ddrm",
                  "--output", str(tmp_path / "noise"), "--json", "--quiet"]) == 0

@@ -146,13 +146,15 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
     results = _execute(setup, cells, out)
     rows = []
     for ds in datasets:
-        groups: dict[str, list[str]] = {}
+        groups: dict[str, list[Cell]] = {}
         for c in cells:
             if c.key.startswith(f"{ds}/") and not c.labels.get("hidden"):
-                groups.setdefault(c.key.rsplit("/", 1)[0], []).append(c.key)
-        for group, keys in groups.items():
+                groups.setdefault(c.key.rsplit("/", 1)[0], []).append(c)
+        for group, members in groups.items():
+            keys = [c.key for c in members]
             name = group.split("/", 1)[1]
-            base, _, method = name.partition("-")
+            labels = members[0].labels  # backend cells name their backend and method; baselines their name only
+            base, method = labels.get("backend", labels["method"]), labels["method"] if "backend" in labels else ""
             row = {"dataset": ds, "model": LABEL.get(base, base) + ({"tce": " + T-CE", "rce": " + R-CE",
                                                                      "ddrm": " + DDRM"}.get(method, "")),
                    **summarize(results, keys)}
