@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
@@ -74,8 +76,6 @@ def device_for_rank(device: torch.device) -> torch.device:
     visible GPUs is a :class:`~ddrm.errors.ConfigError` (NCCL cannot put two ranks on one GPU)."""
     if device.type == "cuda" and active() and device.index is None:
         if local_rank() >= torch.cuda.device_count():
-            from .errors import ConfigError
-
             raise ConfigError(f"torchrun started process {local_rank()} on this node but only "
                               f"{torch.cuda.device_count()} GPU(s) are visible; use --nproc_per_node="
                               f"{torch.cuda.device_count()} or --device cpu.")

@@ -30,7 +30,8 @@ from .settings import EvalConfig
 from .train_state import LoopState, capture_rng, load_state, restore_rng, save_state, state_exists
 
 logger = logging.getLogger(__name__)
-CHECK_EVERY = 20  # single-GPU training reads the loss (a host-device sync) once per this many steps
+CHECK_EVERY = 20  # single-GPU training reads the loss (a host-device sync) once per this many steps; the progress
+# bar's loss is refreshed at the same steps
 
 
 @dataclass
@@ -269,7 +270,7 @@ def train_loop(
                 loss.backward()
                 opt.step()
                 total_t += loss.detach()
-                if (step + 1) % 20 == 0 and not quiet:
+                if (step + 1) % CHECK_EVERY == 0 and not quiet:  # on a GPU, the same step as the check's read
                     bar.set_postfix(loss=f"{float(total_t) / (step + 1):.4f}", valid=f"{result.best_score:.4f}")
                 if stop.requested and step + 1 < n_steps:
                     total = float(total_t)

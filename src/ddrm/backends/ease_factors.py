@@ -29,15 +29,14 @@ def ease_factors(train: sp.csr_matrix, dim: int, reg: float = 1000.0, norm: floa
     ``reg``: EASE's L2 weight; ``norm``: mean L2 norm of the item embeddings; ``max_items``: refuse larger catalogues
     (EASE inverts a dense n_items x n_items matrix).
     """
+    from ..baselines.ease import ease_weights
+    from ..baselines.item_item import check_item_count
+
     n_items = train.shape[1]
-    if n_items > max_items:
-        raise ConfigError(f"backend 'ease-factors' inverts an n_items x n_items matrix and {n_items} items exceed "
-                          f"max_items={max_items}.")
+    check_item_count("backend 'ease-factors'", n_items, max_items)
     if not 1 <= dim <= n_items:
         raise ConfigError(f"backend.dim must be between 1 and the number of items ({n_items}) for 'ease-factors', "
                           f"got {dim}.")
-    from ..baselines.ease import ease_weights
-
     x = sp.csr_matrix(train, dtype=np.float64)
     b = ease_weights(x, reg)
     lam, vec = np.linalg.eigh((b + b.T) / 2)  # ascending

@@ -10,6 +10,13 @@ from ..errors import ConfigError
 from ..recommender import Recommender
 
 
+def check_item_count(name: str, n_items: int, max_items: int) -> None:
+    """Refuse a catalogue too large for a dense n_items x n_items matrix (one sentence naming ``max_items``)."""
+    if n_items > max_items:
+        raise ConfigError(f"{name} builds an n_items x n_items matrix and {n_items} items exceed "
+                          f"max_items={max_items}; raise max_items if you have the memory.")
+
+
 class ItemItemModel(Recommender):
     """A model whose scores are ``X[users] @ W`` with an n_items x n_items weight matrix ``W`` (dense or sparse)."""
 
@@ -17,9 +24,7 @@ class ItemItemModel(Recommender):
     weights_: sp.spmatrix | torch.Tensor
 
     def _guard(self, n_items: int) -> None:
-        if n_items > self.max_items:
-            raise ConfigError(f"{self.name} builds an n_items x n_items matrix and {n_items} items exceed "
-                              f"max_items={self.max_items}; raise max_items if you have the memory.")
+        check_item_count(self.name, n_items, self.max_items)
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
