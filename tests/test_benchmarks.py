@@ -1,0 +1,31 @@
+"""The benchmark scripts that carry arithmetic of their own, run once on tiny shapes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_bench_floor_counts_the_denoiser_matmuls():
+    out = subprocess.run([sys.executable, str(BENCH / "bench_floor.py"), "--dims", "4", "8", "--dim", "3",
+                          "--batch", "16", "--triples", "40", "--reps", "1"],
+                         capture_output=True, text=True, check=True, cwd=BENCH)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [r["bf16"] for r in res["runs"]] == [False, True]
+    for run in res["runs"]:
+        # GEMMs 6->8 (the first layer takes [x_t, cond]), 8->4, 4->8, 8->3: forward and weight gradient for all
+        # four, input gradient for the last three (the first layer's inputs are frozen embeddings)
+        layers = [(m["layer"], m["kind"]) for m in run["matmuls"]]
+        assert layers == [("6->8", "forward"), ("6->8", "weight_grad"),
+                          ("8->4", "forward"), ("8->4", "weight_grad"), ("8->4", "input_grad"),
+                          ("4->8", "forward"), ("4->8", "weight_grad"), ("4->8", "input_grad"),
+                          ("8->3", "forward"), ("8->3", "weight_grad"), ("8->3", "input_grad")]
+        macs = 2 * (48 + 32 + 32 + 24) + (32 + 32 + 24)  # per row, one denoiser
+        assert abs(run["gflop_per_step"] - 2 * 2 * 16 * macs / 1e9) < 1e-9
+        steps = 3  # ceil(40 / 16)
+        assert abs(run["epoch_s_matmul_floor"] - round(run["matmul_ms_per_step"] * steps / 1e3, 2)) < 0.011
+        assert run["step_ms"] > 0 and run["fixed_ms_per_step"] > 0
