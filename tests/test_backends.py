@@ -190,7 +190,9 @@ def test_inference_depth_is_selected_on_validation_and_saved(small, tmp_path):
     pu, _ = propagate(ego_u, ego_i, b.module_.adj, best)
     torch.testing.assert_close(b.user_embeddings(), pu)
     b.save(tmp_path / "b.pt", small)
-    torch.testing.assert_close(Backend.load(tmp_path / "b.pt", small).score(torch.arange(7)), b.score(torch.arange(7)))
+    loaded = Backend.load(tmp_path / "b.pt", small)
+    torch.testing.assert_close(loaded.score(torch.arange(7)), b.score(torch.arange(7)))
+    assert loaded.depth_scores_ == b.depth_scores_  # a reloaded backend still reports what the choice rested on
     with pytest.raises(ConfigError, match="infer_layers"):
         build("lightgcn", infer_layers=-1)
 

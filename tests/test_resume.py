@@ -22,7 +22,7 @@ from ddrm.training import NonFiniteLoss, TrainConfig
 
 CONFIG = (
     "data: {name: synthetic, synthetic: {n_users: 400, n_items: 200, mean_items: 30}}\n"
-    "backend: {name: lightgcn, layers: 2, dim: 16}\n"
+    "backend: {name: lightgcn, layers: 2, dim: 16, infer_layers_choices: [1, 2]}\n"
     "pretrain: {epochs: 4, eval_every: 2, batch_size: 32, lr: 0.01}\n"
     "ddrm: {steps: 4, dims: [32]}\n"
     "train: {epochs: 4, eval_every: 2, batch_size: 32}\n"
@@ -75,6 +75,9 @@ def test_interrupted_mid_epoch_then_resumed_is_bit_identical(uninterrupted, phas
     assert p["metrics"] == full["metrics"]
     assert p["backend_metrics"] == full["backend_metrics"]
     assert p["best_epoch"] == full["best_epoch"] and p["epochs_run"] == full["epochs_run"]
+    # the inference depth chosen on validation, and what it rested on, also when the backend was reloaded
+    assert set(full["infer_layers_valid"]) == {"1", "2"}
+    assert (p["infer_layers"], p["infer_layers_valid"]) == (full["infer_layers"], full["infer_layers_valid"])
     assert not list(run.glob("state*.pt")), "training states are removed once the run is complete"
 
 

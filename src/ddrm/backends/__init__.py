@@ -151,6 +151,8 @@ class Backend(Recommender):
             "state_dict": {"user": self.module_.user.detach().cpu(), "item": self.module_.item.detach().cpu()},
             "result": self.result_.summary(),
             "metrics": metrics or {},
+            # the validation score of every inference depth tried (empty when the depth was not selected)
+            "depth_scores": {str(k): float(v) for k, v in getattr(self, "depth_scores_", {}).items()},
         })
 
     @classmethod
@@ -177,6 +179,8 @@ class Backend(Recommender):
         backend = cls.from_state(data, payload["backend"], payload["train"], payload["state_dict"],
                                  int(payload.get("seed", 0)), device)
         backend.result_ = TrainResult(best_epoch=payload["result"].get("best_epoch", 0))
+        if payload.get("depth_scores"):
+            backend.depth_scores_ = {int(k): float(v) for k, v in payload["depth_scores"].items()}
         backend.checkpoint_ = payload
         return backend
 
