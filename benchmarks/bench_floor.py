@@ -27,8 +27,9 @@ from functools import partial
 import torch
 from _common import machine
 
-from ddrm.backends import build
-from ddrm.data import SyntheticConfig, make_synthetic
+from ddrm.backends import Backend, build
+from ddrm.data import Interactions, SyntheticConfig, make_synthetic
+from ddrm.denoiser import MLPDenoiser
 from ddrm.model import DDRMConfig, DDRMModule
 
 
@@ -43,11 +44,11 @@ def _median_ms(fn: Callable[[], object], reps: int, warmup: int = 3) -> float:
     return 1e3 * statistics.median(times)
 
 
-def layer_sizes(dim: int, dims: list[int]) -> list[tuple[int, int]]:
-    """(in, out) of each denoiser GEMM as ddrm runs it: the first takes [x_t, cond] (2 * dim); its time share is a
-    per-step table gathered per row, not part of the GEMM."""
-    sizes = [2 * dim, *reversed(dims), *dims[1:], dim]
-    return list(zip(sizes[:-1], sizes[1:], strict=True))
+def layer_sizes(dim: int, dims: list[int], time_dim: int) -> list[tuple[int, int]]:
+    """(in, out) of each denoiser GEMM as ddrm runs it, read off an :class:`MLPDenoiser`: the first GEMM takes
+    [x_t, cond] only; its time share is a per-step table gathered per row."""
+    linears = [m for m in MLPDenoiser(dim, dims, time_dim).mlp if isinstance(m, torch.nn.Linear)]
+    return [(m.in_features - (time_dim if k == 0 else 0), m.out_features) for k, m in enumerate(linears)]
 
 
 def matmuls(batch: int, layers: list[tuple[int, int]], dtype: torch.dtype, reps: int) -> list[dict]:
@@ -68,10 +69,8 @@ def matmuls(batch: int, layers: list[tuple[int, int]], dtype: torch.dtype, reps:
     return out
 
 
-def step_ms(batch: int, cfg: DDRMConfig, dim: int, reps: int) -> float:
+def step_ms(backend: Backend, data: Interactions, batch: int, cfg: DDRMConfig, reps: int) -> float:
     """Median milliseconds of one real DDRM training step (loss, backward, Adam) at ``batch``."""
-    data = make_synthetic(SyntheticConfig(n_users=2000, n_items=1500, seed=0))
-    backend = build("mf", dim=dim, epochs=0, quiet=True).fit(data)
     module = DDRMModule(backend.module_, data.train, cfg, seed=0)
     opt = torch.optim.Adam(list(module.user_denoiser.parameters()) + list(module.item_denoiser.parameters()),
                            lr=1e-3)
@@ -100,13 +99,15 @@ def main() -> None:
     out: dict = {"benchmark": "floor", "machine": machine(), "dims": args.dims, "dim": args.dim,
                  "batch": args.batch, "triples_per_epoch": args.triples, "runs": []}
     steps = -(-args.triples // args.batch)
-    layers = layer_sizes(args.dim, args.dims)
+    layers = layer_sizes(args.dim, args.dims, args.time_dim)
+    data = make_synthetic(SyntheticConfig(n_users=2000, n_items=1500, seed=0))
+    backend = build("mf", dim=args.dim, epochs=0, quiet=True).fit(data)
     for bf16 in (False, True):
         dtype = torch.bfloat16 if bf16 else torch.float32
         mm = matmuls(args.batch, layers, dtype, args.reps)
         mm_ms = 2 * sum(m["ms"] for m in mm)  # two denoisers
         cfg = DDRMConfig(dims=tuple(args.dims), time_dim=args.time_dim, bf16=bf16)
-        full, small = step_ms(args.batch, cfg, args.dim, args.reps), step_ms(16, cfg, args.dim, args.reps)
+        full, small = (step_ms(backend, data, b, cfg, args.reps) for b in (args.batch, 16))
         out["runs"].append({
             "bf16": bf16, "matmuls": mm,
             "gflop_per_step": 2 * sum(m["gflop"] for m in mm),
