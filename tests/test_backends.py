@@ -236,3 +236,20 @@ def test_cli_pretrain_ease_factors(tmp_path, capsys):
     data = make_synthetic(SyntheticConfig(n_users=120, n_items=60, mean_items=10))
     b = Backend.load(tmp_path / "r" / "backend.pt", data)
     assert b.config.layers == 0 and b.item_embeddings().norm(dim=1).mean().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_ials_backend_is_the_ials_baseline(small, tmp_path):
+    """backend 'ials' holds the iALS factors as frozen embeddings: it ranks exactly as the iALS baseline, reloads,
+    and DDRM trains on it."""
+    pytest.importorskip("implicit")
+    from ddrm.baselines import build as build_baseline
+
+    b = build("ials", dim=8, ials_reg=0.5, ials_alpha=4.0, ials_iterations=10, epochs=0).fit(small)
+    ref = build_baseline("ials", factors=8, reg=0.5, alpha=4.0, iterations=10).fit(small)
+    u = torch.arange(small.n_users)
+    torch.testing.assert_close(b.score(u), ref.score(u))
+    assert b.config.layers == 0
+    b.save(tmp_path / "i.pt", small)
+    torch.testing.assert_close(Backend.load(tmp_path / "i.pt", small).score(u), b.score(u))
+    with pytest.raises(ConfigError, match="ials_alpha"):
+        build("ials", ials_alpha=0.0)

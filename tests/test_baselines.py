@@ -80,3 +80,33 @@ def test_unknown_names_and_params():
         build("svd")
     with pytest.raises(ConfigError, match="unknown parameter"):
         build("ease", alpha=1)
+
+
+def test_ials_factors_solve_the_weighted_least_squares():
+    """After the last sweep each item factor is the weighted ridge solution given the user factors (naive solve:
+    confidence alpha on observed entries, 1 elsewhere); same seed, same factors; scores are U V^T."""
+    pytest.importorskip("implicit")
+    from ddrm.baselines.ials import ials_factors
+    from ddrm.data.synthetic import SyntheticConfig, make_synthetic
+
+    data = make_synthetic(SyntheticConfig(n_users=120, n_items=60, mean_items=10))
+    x = data.train.toarray().astype(np.float64)
+    reg, alpha, k = 0.5, 4.0, 8
+    u, v = (a.astype(np.float64) for a in ials_factors(data.train, k, reg, alpha, iterations=30, seed=0))
+    for i in range(x.shape[1]):
+        c = np.where(x[:, i] > 0, alpha, 1.0)
+        solution = np.linalg.solve((u.T * c) @ u + reg * np.eye(k), (u.T * c) @ x[:, i])
+        np.testing.assert_allclose(v[i], solution, rtol=1e-3, atol=1e-4)
+    again = ials_factors(data.train, k, reg, alpha, iterations=30, seed=0)
+    assert np.array_equal(again[0], u.astype(np.float32)) and np.array_equal(again[1], v.astype(np.float32))
+    model = build("ials", factors=k, reg=reg, alpha=alpha, iterations=30).fit(data)
+    torch.testing.assert_close(model.score(torch.tensor([3, 7])), torch.from_numpy((u[[3, 7]] @ v.T).astype(np.float32)))
+    with pytest.raises(ConfigError, match="alpha > 0"):
+        build("ials", alpha=0.0).fit(data)
+
+
+def test_ials_checkerboard_parity(checkerboard):
+    pytest.importorskip("implicit")
+    model = build("ials", factors=2, reg=0.1, alpha=10.0).fit(checkerboard)  # the rank-2 parity structure
+    items, _ = model.recommend(torch.arange(checkerboard.n_users), k=2)
+    assert (items % 2 == torch.arange(checkerboard.n_users)[:, None] % 2).all()

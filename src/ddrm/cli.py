@@ -44,6 +44,8 @@ def _common(quiet_json: bool = True, data: bool = True) -> argparse.ArgumentPars
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .baselines import BASELINES
+
     parser = _Parser(prog="ddrm", description="Denoising Diffusion Recommender Model: data, baselines, evaluation.")
     parser.add_argument("--version", action="version", version=f"ddrm {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_prep.add_argument("--noise-ratio", type=float, default=0.0, help="inject this ratio of random noise into train")
 
     p_base = sub.add_parser("baseline", parents=[common], help="fit and evaluate a simple baseline")
-    p_base.add_argument("name", help="mostpop, itemknn, ease or rp3beta")
+    p_base.add_argument("name", help="mostpop, itemknn, ease, rp3beta, ials (ddrm[ials]) or diffrec")
     p_base.add_argument("--data", default="synthetic", help="dataset name or path (default: synthetic)")
     p_base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="hyper-parameter (e.g. reg=1000) or dotted data./eval. option; repeatable")
@@ -115,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_table = esub.add_parser("table", parents=[common, exp_common], help="baselines, backends, + T-CE / R-CE / DDRM")
     p_table.add_argument("--datasets", nargs="+", default=["ml-1m_noisy"])
     p_table.add_argument("--backends", nargs="+", default=["mf", "lightgcn", "sgl"])
-    p_table.add_argument("--baselines", nargs="*", default=["mostpop", "itemknn", "ease", "rp3beta", "diffrec"])
+    p_table.add_argument("--baselines", nargs="*", default=list(BASELINES))
     p_table.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"])
     p_noise = esub.add_parser("noise", parents=[common, exp_common], help="metrics against injected noise ratio")
     p_noise.add_argument("--dataset", default="yelp")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -292,10 +293,12 @@ class DDRM(Recommender):
                               f"items but the data has {data.n_users} x {data.n_items}.")
         return DDRMModule(self.backend.module_, data.train, self.config, self.seed)
 
-    def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None) -> DDRM:
+    def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None,
+            on_validation: Callable[[int, float], None] | None = None) -> DDRM:
         """Train the denoisers (and the backend when ``freeze_backend`` is false); keeps the best validation state.
 
-        ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``).
+        ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``);
+        ``on_validation(epoch, score)``: called after every validation (see ``train_loop``).
         """
         device = resolve_device(self.train.device)
         self.module_ = self._build(data).to(device)
@@ -310,7 +313,7 @@ class DDRM(Recommender):
             groups.append({"params": list(self.backend.module_.parameters()), "lr": self.config.backend_lr})
         self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
                                                desc="ddrm", device=device, params=groups,
-                                               state_path=state_path)
+                                               state_path=state_path, on_validation=on_validation)
         self.module_.train(False)
         self.backend.module_._frozen = None
         return self

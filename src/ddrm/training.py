@@ -162,13 +162,15 @@ def train_loop(
     desc: str = "train",
     device: torch.device | None = None,
     params: list | None = None,
-    on_epoch_end: Callable[[int, TrainResult], None] | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
     state_path: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train ``model`` with Adam on BPR triples, validating every ``eval_every`` epochs; keeps the best state.
 
     ``params`` may be a list of parameters or of Adam parameter groups (dicts with their own ``lr``).
     The model ends in the state of its best validation score (or the last state when ``epochs == 0``).
+    ``on_validation(epoch, score)`` is called after every validation with its ``eval.metric`` (the tuner reports it
+    to Optuna there, and may raise ``optuna.TrialPruned`` to stop the run).
 
     With ``state_path``: the full training state (weights, optimiser, RNG streams, position, best state, early-stopping
     counter) is written there at the end of every epoch; SIGINT / SIGTERM finish the current step, write the state and
@@ -300,8 +302,8 @@ def train_loop(
             result.epochs_run = epoch
             st.rng = {}
             save(epoch + 1, 0, 0.0, copy.deepcopy(rng.bit_generator.state))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, result)
+            if on_validation is not None and "valid" in entry:
+                on_validation(epoch, entry["valid"][eval_cfg.metric])
             if world > 1:
                 _, stop.signum = _agree(False, stop)
             if stop.requested and epoch < cfg.epochs and st.bad < cfg.patience:

@@ -1,10 +1,11 @@
-"""Backends: MF, LightGCN, SGL trained with BPR, imported embeddings or EASE factors; one interface for all."""
+"""Backends: MF, LightGCN, SGL trained with BPR, imported embeddings, EASE or iALS factors; one interface for all."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from .embeddings_io import load_embeddings
 from .graph import normalized_adjacency, propagate
 
 logger = logging.getLogger(__name__)
-GIVEN = ("import", "ease-factors")  # backends whose embeddings are given (loaded or computed), not BPR-initialised
+GIVEN = ("import", "ease-factors", "ials")  # backends whose embeddings are given (loaded or computed), not BPR-initialised
 
 
 class Backend(Recommender):
@@ -62,22 +63,30 @@ class Backend(Recommender):
         return module
 
     def _given_embeddings(self, data: Interactions) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Starting embeddings (users [n_users, d], items [n_items, d]) of ``import`` / ``ease-factors``; None for
-        the backends that start from a random initialisation."""
+        """Starting embeddings (users [n_users, d], items [n_items, d]) of ``import`` / ``ease-factors`` / ``ials``;
+        None for the backends that start from a random initialisation."""
         cfg = self.config
         if cfg.name == "ease-factors":
             return ease_factors(data.train, cfg.dim, cfg.ease_reg, cfg.ease_norm)
+        if cfg.name == "ials":
+            from ..baselines.ials import ials_factors
+
+            user, item = ials_factors(data.train, cfg.dim, cfg.ials_reg, cfg.ials_alpha, cfg.ials_iterations,
+                                      self.seed)
+            return torch.from_numpy(user), torch.from_numpy(item)
         if cfg.name == "import":
             user, item = load_embeddings(cfg, data.n_users, data.n_items)
             check_shapes(user, item, data, cfg.path or cfg.user_path or "import")
             return user, item
         return None
 
-    def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None) -> Backend:
+    def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None,
+            on_validation: Callable[[int, float], None] | None = None) -> Backend:
         """Build the module and train it with BPR (``import`` and ``ease-factors`` start from their embeddings and
         are fine-tuned only if ``train.epochs > 0``).
 
-        ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``).
+        ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``);
+        ``on_validation(epoch, score)``: called after every validation (see ``train_loop``).
         """
         device = resolve_device(self.train.device)
         self.module_ = self._build(data).to(device)
@@ -88,7 +97,7 @@ class Backend(Recommender):
             logger.info("fine-tuning %s embeddings for up to %d epochs", self.config.name, epochs)
         self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
                                                desc=self.config.name, device=device,
-                                               state_path=state_path)
+                                               state_path=state_path, on_validation=on_validation)
         self.module_.train(False)
         if self.config.infer_layers_choices:
             self._select_depth(data)

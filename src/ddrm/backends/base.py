@@ -17,8 +17,8 @@ from .graph import LAYER_COMBINES, normalized_adjacency, propagate
 
 logger = logging.getLogger(__name__)
 
-BackendName = Literal["mf", "lightgcn", "sgl", "import", "ease-factors"]
-DEFAULT_LAYERS: dict[str, int] = {"mf": 0, "lightgcn": 3, "sgl": 3, "import": 0, "ease-factors": 0}
+BackendName = Literal["mf", "lightgcn", "sgl", "import", "ease-factors", "ials"]
+DEFAULT_LAYERS: dict[str, int] = {"mf": 0, "lightgcn": 3, "sgl": 3, "import": 0, "ease-factors": 0, "ials": 0}
 
 
 @dataclass
@@ -26,7 +26,8 @@ class BackendConfig:
     """Backend settings.
 
     name : ``mf`` (dot product), ``lightgcn``, ``sgl``, ``import`` (existing embeddings) or ``ease-factors`` (a
-        rank-``dim`` symmetric factorisation of EASE's item-item weights, closed form; see ``ease_factors``)
+        rank-``dim`` symmetric factorisation of EASE's item-item weights, closed form; see ``ease_factors``) or
+        ``ials`` (the ``dim`` factors of iALS fitted by the ``implicit`` library; see ``ddrm.baselines.ials``)
     dim : embedding size; init_std : normal init scale of the ego embeddings
     layers : LightGCN propagation layers; not given: the backend's own default (``DEFAULT_LAYERS``: 3 for
         ``lightgcn`` / ``sgl``, 0 otherwise; on ``import`` / ``ease-factors`` applied on top of their embeddings)
@@ -42,6 +43,7 @@ class BackendConfig:
     user_key, item_key : the tensors to take from ``path`` (default: guessed from names and shapes)
     user_path, item_path : for ``import`` from two ``.npy`` matrices instead of ``path``
     ease_reg, ease_norm : for ``ease-factors``: EASE's L2 weight and the mean L2 norm of the item embeddings
+    ials_reg, ials_alpha, ials_iterations : for ``ials``: its L2 weight, confidence weight and ALS sweeps
     denoise : denoising training of the BPR loss (Wang et al., WSDM 2021, adapted to BPR triples):
         ``none``; ``tce`` (truncated: drop the ``drop_rate`` fraction of triples with the largest loss in each batch,
         the rate rising linearly from 0 to ``tce_max_rate`` over ``tce_warmup`` steps); ``rce`` (reweighted: each
@@ -66,6 +68,9 @@ class BackendConfig:
     item_path: str | None = None
     ease_reg: float = 1000.0
     ease_norm: float = 1.0
+    ials_reg: float = 1.0
+    ials_alpha: float = 5.0
+    ials_iterations: int = 15
     denoise: Literal["none", "tce", "rce"] = "none"
     tce_max_rate: float = 0.2
     tce_warmup: int = 10000
@@ -89,6 +94,8 @@ class BackendConfig:
             raise ConfigError("backend needs 0 <= ssl_ratio < 1, ssl_temperature > 0 and ssl_weight >= 0.")
         if self.ease_reg <= 0 or self.ease_norm <= 0:
             raise ConfigError("backend needs ease_reg > 0 and ease_norm > 0.")
+        if self.ials_reg < 0 or self.ials_alpha <= 0 or self.ials_iterations < 1:
+            raise ConfigError("backend needs ials_reg >= 0, ials_alpha > 0 and ials_iterations >= 1.")
         if self.name == "import" and not (self.path or (self.user_path and self.item_path)):
             raise ConfigError("backend 'import' needs backend.path, or backend.user_path and backend.item_path.")
 

@@ -7,16 +7,17 @@ from typing import Any
 from ..recommender import Recommender, build_from_registry
 from .diffrec import DiffRec
 from .ease import EASE
+from .ials import IALS
 from .neighbours import ItemKNN, RP3beta
 from .popularity import MostPop
 
 BASELINES: dict[str, type[Recommender]] = {"mostpop": MostPop, "itemknn": ItemKNN, "ease": EASE, "rp3beta": RP3beta,
-                                           "diffrec": DiffRec}
+                                           "ials": IALS, "diffrec": DiffRec}
 
 
 def build(name: str, **params: Any) -> Recommender:
-    """A baseline by name (``mostpop``, ``itemknn``, ``ease``, ``rp3beta``, ``diffrec``) with its hyper-parameters."""
+    """A baseline by name (``mostpop``, ``itemknn``, ``ease``, ``rp3beta``, ``ials``, ``diffrec``) with its hyper-parameters."""
     return build_from_registry(BASELINES, name, "baseline", params)
 
 
-__all__ = ["BASELINES", "build", "DiffRec", "EASE", "ItemKNN", "MostPop", "RP3beta"]
+__all__ = ["BASELINES", "build", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "RP3beta"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -79,8 +79,10 @@ class DiffRec(Recommender):
     def _rows(self, users: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((self.train_[users] > 0).toarray().astype(np.float32)).to(self.device_)
 
-    def fit(self, data: Interactions) -> DiffRec:
-        """Train with Adam on shuffled user batches; validate every ``eval_every`` epochs; keep the best state."""
+    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> DiffRec:
+        """Train with Adam on shuffled user batches; validate every ``eval_every`` epochs; keep the best state.
+
+        ``on_validation(epoch, recall@20)`` is called after every validation (the tuner's pruning hook)."""
         from ..training import resolve_device
 
         if data.n_items > self.max_items:
@@ -126,6 +128,8 @@ class DiffRec(Recommender):
                 else:
                     bad += 1
             self.history_.append(entry)
+            if on_validation is not None and "valid_recall@20" in entry:
+                on_validation(epoch, score)
             if bad >= self.patience:
                 break
         if best_state is not None:

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 KS = (10, 20)
 PER_USER = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
-BASELINE_NAMES = ("mostpop", "itemknn", "ease", "rp3beta", "diffrec")
+BASELINE_NAMES = ("mostpop", "itemknn", "ease", "rp3beta", "ials", "diffrec")
 
 
 @dataclass

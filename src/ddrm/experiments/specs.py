@@ -46,7 +46,8 @@ QUICK_BASELINES = {"ease": {"reg": 50.0}, "itemknn": {"topk": 20}, "rp3beta": {"
                    "diffrec": {"epochs": 3, "eval_every": 1, "dims": [32], "steps": 5, "batch_size": 64}}
 DENOISERS = {"tce": {"denoise": "tce"}, "rce": {"denoise": "rce"}}
 LABEL = {"mf": "MF", "lightgcn": "LightGCN", "sgl": "SGL", "mostpop": "MostPop", "itemknn": "ItemKNN",
-         "ease": "EASE", "rp3beta": "RP3beta", "diffrec": "DiffRec", "ease-factors": "EASE factors"}
+         "ease": "EASE", "rp3beta": "RP3beta", "diffrec": "DiffRec", "ease-factors": "EASE factors",
+         "ials": "iALS"}
 
 
 @dataclass

@@ -1,0 +1,75 @@
+"""iALS (Hu, Koren and Volinsky, 2008) on the ``implicit`` library: weighted matrix factorisation by alternating
+least squares: every unobserved entry is a 0 of confidence 1, every observed one a 1 of confidence ``alpha`` (the
+``implicit`` convention: the binary matrix is scaled by ``alpha``), plus ``reg`` times the squared factor norms.
+
+Needs the optional extra ``ddrm[ials]`` (``pip install implicit``). The factors are also a ddrm backend
+(``backend.name: ials``) so that DDRM can run on them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ..data.interactions import Interactions
+from ..errors import ConfigError
+from ..recommender import Recommender
+
+logger = logging.getLogger(__name__)
+
+
+def ials_factors(train: sp.csr_matrix, factors: int = 64, reg: float = 1.0, alpha: float = 5.0,
+                 iterations: int = 15, seed: int = 0, threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """User [n_users, factors] and item [n_items, factors] float32 factors of iALS fitted on ``train``
+    ([n_users, n_items] CSR, binary).
+
+    ``reg``: L2 weight; ``alpha``: confidence of an observed entry (unobserved: 1); ``threads``: 0 = all cores.
+    Deterministic for a given ``seed`` (the conjugate-gradient solver starts from seeded random factors).
+    """
+    if factors < 1 or iterations < 1 or reg < 0 or alpha <= 0:
+        raise ConfigError(f"iALS needs factors >= 1, iterations >= 1, reg >= 0 and alpha > 0, got factors={factors}, "
+                          f"iterations={iterations}, reg={reg}, alpha={alpha}.")
+    try:
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise ConfigError("iALS needs the 'implicit' library: pip install 'ddrm[ials]'.") from None
+    x = sp.csr_matrix(train, dtype=np.float32)
+    with threadpool_limits(1, "blas"):  # implicit parallelises itself; a threaded BLAS inside it only oversubscribes
+        model = AlternatingLeastSquares(factors=factors, regularization=reg, alpha=alpha, iterations=iterations,
+                                        random_state=seed, num_threads=threads)
+        model.fit(x, show_progress=False)
+    return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
+            np.ascontiguousarray(model.item_factors, dtype=np.float32))
+
+
+class IALS(Recommender):
+    """iALS with ``factors`` latent dimensions; scores = ``U[users] @ V^T``."""
+
+    name = "ials"
+
+    def __init__(self, factors: int = 64, reg: float = 1.0, alpha: float = 5.0, iterations: int = 15,
+                 seed: int = 0, threads: int = 0) -> None:
+        self.factors = factors
+        self.reg = reg
+        self.alpha = alpha
+        self.iterations = iterations
+        self.seed = seed
+        self.threads = threads
+
+    def fit(self, data: Interactions) -> IALS:
+        user, item = ials_factors(data.train, self.factors, self.reg, self.alpha, self.iterations, self.seed,
+                                  self.threads)
+        self.user_factors_, self.item_factors_ = torch.from_numpy(user), torch.from_numpy(item)
+        self.train_ = data.train
+        logger.info("iALS: %d factors, reg %g, alpha %g, %d iterations", self.factors, self.reg, self.alpha,
+                    self.iterations)
+        return self
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores [B, n_items] for int64 user indices [B]."""
+        self._check_fitted()
+        return self.user_factors_[users.cpu()] @ self.item_factors_.T
