@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import logging
 import sys
@@ -67,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_base = sub.add_parser("baseline", parents=[common], help="fit and evaluate a simple baseline")
     p_base.add_argument("name", help="mostpop, itemknn, ease, rp3beta, ials (ddrm[ials]) or diffrec")
-    p_base.add_argument("--data", default="synthetic", help="dataset name or path (default: synthetic)")
+    p_base.add_argument("--config", default=None,
+                        help="YAML with data / eval sections and a section named after the baseline (its parameters), "
+                             "e.g. the best.yaml of 'ddrm tune' or configs/<dataset>/baselines.yaml")
+    p_base.add_argument("--data", default=None, help="dataset name or path (default: the config's, else synthetic)")
     p_base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="hyper-parameter (e.g. reg=1000) or dotted data./eval. option; repeatable")
 
@@ -81,6 +85,29 @@ def build_parser() -> argparse.ArgumentParser:
         p_run.add_argument("--output", default=None, help="run folder (overrides output)")
         p_run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                            help="dotted config override, e.g. train.lr=0.001; repeatable")
+
+    p_tune = sub.add_parser("tune", parents=[common], help="tune a model's hyper-parameters on validation (Optuna)")
+    p_tune.add_argument("--model", required=True, metavar="NAME",
+                        help="mostpop, itemknn, rp3beta, ease, ials, diffrec, mf, lightgcn, sgl (each also -tce / "
+                             "-rce, e.g. lightgcn-tce) or ddrm")
+    p_tune.add_argument("--config", default=None, help="the config every trial starts from (as for baseline / "
+                                                          "pretrain / train); for ddrm it names the backend")
+    p_tune.add_argument("--data", default=None, help="dataset name or path (overrides data.name)")
+    p_tune.add_argument("--trials", type=int, default=20, help="the study's total of finished trials (default 20)")
+    p_tune.add_argument("--timeout", type=float, default=None, metavar="S", help="start no trial after S seconds")
+    p_tune.add_argument("--storage", default=None, metavar="URL",
+                        help="Optuna storage: an RDB URL (sqlite:///f.db, postgresql://...) or a journal file path, "
+                             "shared by several workers (default: OUTPUT/study.db)")
+    p_tune.add_argument("--study", default=None, help="study name (default MODEL-DATASET)")
+    p_tune.add_argument("--space", default=None, metavar="FILE", help="search space YAML (default: the shipped one)")
+    p_tune.add_argument("--output", default=None, help="output folder (default runs/tune/STUDY)")
+    p_tune.add_argument("--pruner", default="median", choices=["median", "halving", "none"],
+                        help="stop unpromising trained trials early (default median)")
+    p_tune.add_argument("--worker", type=int, default=0, help="this worker's index when several share a study")
+    p_tune.add_argument("--no-final", dest="final", action="store_false",
+                        help="skip refitting the best trial and its single test evaluation (extra workers)")
+    p_tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override of the starting config; repeatable")
 
     p_eval = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint on valid and test")
     p_eval.add_argument("--checkpoint", required=True, help="a backend.pt (or ddrm.pt) checkpoint")
@@ -230,9 +257,22 @@ def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_c
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from .baselines import BASELINES
+
     params, run = _split_overrides(args.overrides)
-    data_cfg = _data_config(args, args.data, run.get("data"))
-    eval_cfg = build_config(EvalConfig, overrides=run.get("eval", {}))
+    file_cfg = load_yaml(args.config) if args.config else {}
+    unknown = sorted(set(file_cfg) - {"data", "eval", *BASELINES})
+    if unknown:
+        raise UsageError(f"{args.config}: unknown section {unknown[0]!r} (a baseline config holds data, eval and "
+                         f"one section per baseline).")
+    params = deep_merge(file_cfg.get(args.name.lower(), {}) or {}, params)
+    cls = BASELINES.get(args.name.lower())
+    if cls is not None and "seed" in inspect.signature(cls.__init__).parameters and args.seed is not None:
+        params["seed"] = args.seed
+    name = args.data if args.data is not None else None if "name" in file_cfg.get("data", {}) else "synthetic"
+    data_cfg = build_config(DataConfig, overrides=deep_merge(deep_merge(file_cfg.get("data", {}),
+                                                                        _data_flags(args, name)), run.get("data", {})))
+    eval_cfg = build_config(EvalConfig, overrides=deep_merge(file_cfg.get("eval", {}), run.get("eval", {})))
     payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet, device=args.device or "cpu")
     text = _metrics_text(payload, eval_cfg.ks, f"{payload['model']} {payload['params']} on {payload['data']['name']}")
     _emit(args, payload, text)
@@ -403,6 +443,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .tuning import TuneOptions, tune
+
+    opts = TuneOptions(model=args.model, trials=args.trials, timeout=args.timeout, storage=args.storage,
+                       study=args.study, space=args.space, output=args.output, pruner=args.pruner,
+                       seed=args.seed if args.seed is not None else 0, worker=args.worker, final=args.final,
+                       quiet=args.quiet)
+    from .baselines import BASELINES
+    from .tuning import resolve_model
+
+    spec = resolve_model(args.model)
+    overrides = list(args.overrides)  # --seed seeds the sampler and every trial; --device runs the trained models
+    if args.seed is not None and spec.kind != "baseline":
+        overrides.append(f"seed={args.seed}")
+    elif args.seed is not None and "seed" in inspect.signature(BASELINES[spec.name].__init__).parameters:
+        overrides.append(f"{spec.name}.seed={args.seed}")
+    if args.device is not None and spec.kind != "baseline":
+        overrides.append(f"train.device={args.device}")
+    file_cfg = load_yaml(args.config) if args.config else {}
+    try:
+        p = tune(opts, file_cfg, _data_flags(args, args.data), overrides, "ddrm " + shlex.join(args.argv))
+    except TrainingInterrupted as exc:
+        sys.stderr.write(f"ddrm: {exc}. Run the same command again to continue the study.\n")
+        return exc.exit_code
+    best = p["best"]
+    lines = [f"{p['model']} on {p['data']['name']}: study {p['study']} ({p['storage']}), "
+             + ", ".join(f"{v} {k}" for k, v in p["trials"].items() if v) + f", {p['seconds']:.0f} s",
+             f"best trial {best['number']}: valid {p['metric']} {best['valid']:.4f} with "
+             + ", ".join(f"{k}={v}" for k, v in best["params"].items())]
+    if "metrics" in p:
+        lines.append(f"refitted: valid {p['refit_valid']:.4f}, test " + ", ".join(
+            f"{m} {p['metrics']['test'][m]:.4f}" for m in ("recall@20", "ndcg@20") if m in p["metrics"]["test"]))
+        lines.append(f"best config: {p['best_config']}; trials: {p['trials_csv']}"
+                     + (f"; plot: {p['plot']}" if p.get("plot") else ""))
+    _emit(args, p, "\n".join(lines))
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -457,7 +537,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {"info": cmd_data_info, "prepare": cmd_data_prepare, "baseline": cmd_baseline, "demo": cmd_demo,
-            "pretrain": cmd_pretrain, "train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "serve": cmd_serve,
+            "pretrain": cmd_pretrain, "train": cmd_train, "tune": cmd_tune, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "serve": cmd_serve,
             "experiment": cmd_experiment}
 
 

@@ -1,0 +1,326 @@
+"""``ddrm tune``: an Optuna study over one model's search space, scored on validation, resumable, shareable.
+
+- Sampler: TPE (multivariate), seeded; pruner: median (default), successive halving or none, fed the validation
+  metric every ``eval_every`` epochs of the trained models (closed-form baselines run whole).
+- Storage: ``sqlite:///<output>/study.db`` by default, so an interrupted run resumes the same study; any Optuna RDB
+  URL (``postgresql://...``, ``mysql://...``) or a journal file path lets several processes or machines fill one
+  study at once. ``--trials N`` is the study's total of finished (complete + pruned) trials, whoever ran them.
+- Ctrl-C (or SIGTERM) lets the running trial finish, then stops; nothing is half-written.
+- At the end, the best trial's config is fitted once more (which must reproduce its validation score), evaluated on
+  test once, and written as a complete YAML with ``trials.csv``, a PNG and ``result.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data.interactions import Interactions
+from ..errors import ConfigError, DDRMError
+from ..interrupt import TrainingInterrupted, graceful_signals
+from ..io import atomic_open, atomic_path, write_json
+from ..settings import DataConfig
+from .objective import Fitter, ModelSpec, base_config, check_keys, flatten, resolve_model, trial_config
+from .space import SearchSpace, load_space, shipped_space_path
+
+logger = logging.getLogger(__name__)
+PRUNERS = ("median", "halving", "none")
+
+
+@dataclass
+class TuneOptions:
+    """What ``ddrm tune`` was asked.
+
+    model : a name from :func:`ddrm.tuning.objective.model_names`; trials : the study's total of finished trials
+    timeout : stop starting trials after this many seconds; storage : Optuna storage URL or journal file path
+    study : study name (default ``<model>-<dataset>``); space : a space file (default: the shipped one)
+    output : folder for study.db, trials.csv, best.yaml, the plot and result.json (default runs/tune/<study>)
+    pruner : median, halving or none; seed : the sampler's seed; worker : this process's index among workers
+    sharing a study (shifts the sampler's seed); final : refit the best trial and evaluate it on test
+    """
+
+    model: str
+    trials: int = 20
+    timeout: float | None = None
+    storage: str | None = None
+    study: str | None = None
+    space: str | None = None
+    output: str | None = None
+    pruner: str = "median"
+    seed: int = 0
+    worker: int = 0
+    final: bool = True
+    quiet: bool = False
+
+    def validate(self) -> None:
+        if self.trials < 1:
+            raise ConfigError(f"--trials must be >= 1, got {self.trials}.")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout}.")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}.")
+        if self.worker < 0:
+            raise ConfigError("--worker must be >= 0.")
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("ddrm tune needs Optuna: pip install 'ddrm[tune]'.") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def open_storage(url: str | None, output: Path):
+    """An Optuna storage: ``url`` with a scheme is an RDB URL, without one a journal file; None = SQLite in
+    ``output``. A storage that cannot be opened is one sentence naming it."""
+    optuna = _optuna()
+    if url is None:
+        output.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{output / 'study.db'}"
+    shown = _hide_password(url)
+    try:
+        if "://" not in url:
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(url))
+        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as exc:  # sqlalchemy / driver errors come in many types; each is one sentence for the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--storage {shown}: cannot open the study storage ({type(exc).__name__}: "
+                          f"{reason[:200]}).") from None
+
+
+def _pruner(name: str):
+    optuna = _optuna()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    return optuna.pruners.NopPruner()
+
+
+def resolve_space(spec: ModelSpec, path: str | None) -> SearchSpace:
+    """``path``, or the union of the shipped spaces of the model (a backend + its denoiser's)."""
+    if path is not None:
+        return load_space(path, None)
+    parts = [load_space(shipped_space_path(n), n) for n in spec.space_names]
+    from ..config import deep_merge
+
+    fixed: dict[str, Any] = {}
+    for p in parts:
+        fixed = deep_merge(fixed, p.fixed)
+    return SearchSpace(spec.name, [x for p in parts for x in p.params], fixed,
+                       " + ".join(p.source for p in parts))
+
+
+def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any], overrides: list[str],
+         command: str = "", data: Interactions | None = None) -> dict[str, Any]:
+    """Run (or continue) the study and return the JSON payload; see the module docstring."""
+    opts.validate()
+    optuna = _optuna()
+    spec = resolve_model(opts.model)
+    space = resolve_space(spec, opts.space)
+    if not space.params and spec.name != "mostpop":
+        raise ConfigError(f"{space.source}: the search space has no parameters.")
+    budget = opts.trials if space.params else 1  # nothing to search: one trial scores the model
+    check_keys(spec, [p.name for p in space.params] + flatten(space.fixed), space.source)
+    base = base_config(spec, file_cfg, data_flags, overrides)
+    from ..config import build_config
+
+    data_cfg = build_config(DataConfig, overrides=base.get("data", {}))
+    data = data if data is not None else data_cfg.load(quiet=opts.quiet)
+    study_name = opts.study or f"{spec.name}-{Path(data.name).name}"
+    output = Path(opts.output or f"runs/tune/{study_name}")
+    output.mkdir(parents=True, exist_ok=True)
+    fitter = Fitter(spec, data, output, opts.quiet)
+    metric = fitter.eval_config(trial_config(spec, base, space.fixed, {})).metric
+
+    storage = open_storage(opts.storage, output)
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
+                                pruner=_pruner(opts.pruner), load_if_exists=True)
+    identity = {"model": spec.name, "metric": metric, "data": data.fingerprint()}
+    for key, value in identity.items():
+        seen = study.user_attrs.get(key)
+        if seen is None:
+            study.set_user_attr(key, value)
+        elif seen != value:
+            raise ConfigError(f"study {study_name!r} in {_hide_password(opts.storage or str(output / 'study.db'))} "
+                              f"was made with {key} {seen!r}, not {value!r}; choose another --study or --output.")
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    before = len(study.get_trials(deepcopy=False))
+    # a resumed or parallel process must not replay the same random start points: shift the seed by what is there
+    startup = min(10, max(2, budget // 4))
+    study.sampler = optuna.samplers.TPESampler(seed=opts.seed + 1000 * opts.worker + before,
+                                               n_startup_trials=startup, multivariate=True)
+    done = len(study.get_trials(deepcopy=False, states=finished_states))
+    t0 = time.perf_counter()
+
+    def objective(trial) -> float:
+        trial.set_user_attr("worker", opts.worker)
+        params = space.suggest(trial)
+        cfg = trial_config(spec, base, space.fixed, params)
+
+        def report(epoch: int, score: float) -> None:
+            trial.report(score, epoch)
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", epoch)
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} (valid {metric} {score:.4f})")
+
+        start = time.perf_counter()
+        try:
+            model = fitter.fit(cfg, report)
+            value = fitter.validate(model, cfg)
+        except DDRMError as exc:  # an invalid combination or a diverging run: a failed trial, not a failed study
+            trial.set_user_attr("error", str(exc))
+            logger.warning("trial %d failed: %s", trial.number, exc)
+            value = math.nan
+        finally:
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+        return value
+
+    with graceful_signals() as stop:
+        def after_trial(st, trial) -> None:
+            value = f"{trial.value:.4f}" if trial.value is not None and not math.isnan(trial.value) else "-"
+            best = _best_value(st)
+            logger.info("trial %d %s: valid %s %s in %.1f s (best %s)", trial.number, trial.state.name.lower(),
+                        metric, value, trial.user_attrs.get("seconds", 0.0),
+                        f"{best:.4f}" if best is not None else "-")
+            if stop.requested:
+                st.stop()
+
+        remaining = budget - done
+        if remaining > 0:
+            logger.info("study %s: %d trials finished, running up to %d more (%s)", study_name, done, remaining,
+                        space.source)
+            study.optimize(objective, n_trials=remaining, timeout=opts.timeout, gc_after_trial=True,
+                           callbacks=[after_trial,
+                                      optuna.study.MaxTrialsCallback(budget, states=finished_states)])
+    trials = study.get_trials(deepcopy=False)
+    write_trials_csv(output / "trials.csv", trials, space)
+    if stop.requested:
+        raise TrainingInterrupted(f"tuning stopped by {stop.name} after trial {trials[-1].number if trials else 0}; "
+                                  f"{output / 'trials.csv'} lists the finished trials", stop.signum, str(output))
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+    payload: dict[str, Any] = {
+        "command": "tune", "model": spec.name, "study": study_name, "storage": _hide_password(opts.storage or str(
+            output / "study.db")), "metric": metric, "space": space.describe(), "space_file": space.source,
+        "trials": counts, "budget": budget, "pruner": opts.pruner, "seed": opts.seed,
+        "data": {"name": data.name, "fingerprint": data.fingerprint()}, "output": str(output),
+        "trials_csv": str(output / "trials.csv"), "seconds": time.perf_counter() - t0,
+    }
+    if _best_value(study) is None:
+        raise ConfigError(f"study {study_name!r}: no trial completed (see {output / 'trials.csv'}).")
+    best = study.best_trial
+    best_params = space.decode(best.params)
+    payload["best"] = {"number": best.number, "params": best_params, "valid": best.value,
+                       "seconds": best.user_attrs.get("seconds")}
+    payload["plot"] = write_plot(study, output / "importance.png")
+    if opts.final:
+        payload.update(finish(fitter, spec, base, space, best_params, best.value, output, payload, command))
+    write_json(output / "result.json", payload)
+    return payload
+
+
+def _best_value(study) -> float | None:
+    try:
+        return float(study.best_value)
+    except ValueError:  # no complete trial yet
+        return None
+
+
+def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchSpace, params: dict[str, Any],
+           best_valid: float, output: Path, payload: dict[str, Any], command: str) -> dict[str, Any]:
+    """Refit the best config once, check it reproduces the trial's validation score, evaluate test once, and write
+    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts)."""
+    from ..runs import evaluate_splits
+
+    cfg = trial_config(spec, base, space.fixed, params)
+    t0 = time.perf_counter()
+    model = fitter.fit(cfg)
+    fit_seconds = time.perf_counter() - t0
+    ev = fitter.eval_config(cfg)
+    metrics = evaluate_splits(model, fitter.data, ev, getattr(model, "device_", "cpu"))
+    valid = metrics["valid"][ev.metric]
+    if not math.isclose(valid, best_valid, rel_tol=1e-4, abs_tol=1e-6):
+        logger.warning("the refitted best config scores valid %s %.6f, the trial %.6f (not bit-reproducible here)",
+                       ev.metric, valid, best_valid)
+    dataset = Path(fitter.data.name).name
+    full = fitter.complete_config(cfg, model, f"runs/{dataset}/tuned/{spec.name}")
+    command_word = {"baseline": f"ddrm baseline {spec.name}", "pretrain": "ddrm pretrain", "train": "ddrm train"}
+    header = [f"# {spec.name} on {fitter.data.name}, tuned by: {command}" if command else
+              f"# {spec.name} on {fitter.data.name}, tuned with ddrm tune",
+              f"# budget: {payload['budget']} trials ({payload['trials'].get('complete', 0)} complete, "
+              f"{payload['trials'].get('pruned', 0)} pruned, {payload['trials'].get('fail', 0)} failed), "
+              f"TPE seed {payload['seed']}, pruner {payload['pruner']}, space {payload['space_file']}",
+              f"# best trial {payload['best']['number']}: valid {ev.metric} {best_valid:.4f}; this config refitted: "
+              f"valid {valid:.4f}, test {ev.metric} {metrics['test'][ev.metric]:.4f} (test evaluated once, here)",
+              f"# run it with: {command_word[spec.kind]} --config best.yaml"]
+    with atomic_open(output / "best.yaml", "w", encoding="utf-8") as fh:
+        fh.write("\n".join(header) + "\n" + yaml.safe_dump(full, sort_keys=False))
+    return {"best_config": str(output / "best.yaml"), "metrics": metrics, "refit_valid": valid,
+            "refit_seconds": fit_seconds}
+
+
+def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
+    """One row per trial: number, state, validation value, seconds, where it was pruned, error, parameters."""
+    names = [p.name for p in space.params]
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["number", "state", "value", "seconds", "pruned_at_epoch", "worker", "error", *names])
+        for t in trials:
+            params = space.decode(t.params) if t.params else {}
+            w.writerow([t.number, t.state.name.lower(), "" if t.value is None or math.isnan(t.value) else t.value,
+                        f"{t.user_attrs.get('seconds', 0.0):.2f}", t.user_attrs.get("pruned_at_epoch", ""),
+                        t.user_attrs.get("worker", ""), t.user_attrs.get("error", ""),
+                        *[json.dumps(params[n]) if isinstance(params.get(n), list | dict) else params.get(n, "")
+                          for n in names]])
+
+
+def write_plot(study, path: Path) -> str | None:
+    """Parameter importances (fANOVA) as a PNG, or the optimisation history when there is too little to rank;
+    None without matplotlib or a complete trial."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from optuna.visualization import matplotlib as ovm
+    except ImportError:
+        logger.warning("no plot: matplotlib is not installed (pip install 'ddrm[tune]')")
+        return None
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if not complete:
+        return None
+    varied = {k for t in complete for k in t.params if len({str(u.params.get(k)) for u in complete}) > 1}
+    try:
+        ax = ovm.plot_param_importances(study) if len(complete) >= 2 and varied else ovm.plot_optimization_history(
+            study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        logger.info("parameter importances unavailable (%s); plotting the optimisation history", exc)
+        plt.close("all")
+        ax = ovm.plot_optimization_history(study)
+    fig = ax.figure
+    fig.set_size_inches(8, max(3.0, 0.5 * len(complete[0].params) + 2))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,164 @@
+"""ddrm tune: pruning, resumption, the best config reproducing its trial, several workers, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ddrm.cli import main
+from ddrm.tuning import load_space, model_names, shipped_spaces
+from ddrm.tuning.objective import resolve_model
+
+pytest.importorskip("optuna")
+
+TINY = ["--data", "synthetic", "--set", "data.synthetic.n_users=200", "--set", "data.synthetic.n_items=100",
+        "--set", "data.synthetic.mean_items=12"]
+MF = [*TINY, "--set", "train.epochs=8", "--set", "train.eval_every=1", "--set", "train.patience=8",
+      "--set", "backend.dim=16"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _tune(args: list[str], capsys) -> dict:
+    assert main(["tune", *args, "--json", "--quiet"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_path, capsys):
+    out = tmp_path / "mf"
+    p = _tune(["--model", "mf", *MF, "--trials", "10", "--output", str(out)], capsys)
+    rows = _rows(out / "trials.csv")
+    assert len(rows) == 10 and p["trials"]["complete"] + p["trials"]["pruned"] == 10
+    pruned = [r for r in rows if r["state"] == "pruned"]
+    assert pruned and all(int(r["pruned_at_epoch"]) < 8 for r in pruned)  # stopped before the last epoch
+    complete = [r for r in rows if r["state"] == "complete"]
+    assert p["best"]["valid"] == pytest.approx(max(float(r["value"]) for r in complete))
+    assert p["refit_valid"] == pytest.approx(p["best"]["valid"], rel=1e-6)
+    assert set(p["metrics"]) == {"valid", "test"} and (out / "importance.png").stat().st_size > 1000
+    # the best config is a complete 'ddrm pretrain' config reproducing the best trial's validation metric
+    assert main(["pretrain", "--config", str(out / "best.yaml"), "--output", str(tmp_path / "run"), "--json",
+                 "--quiet"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["metrics"]["valid"]["recall@20"] == pytest.approx(p["best"]["valid"], rel=1e-6)
+    assert again["metrics"]["test"]["recall@20"] == pytest.approx(p["metrics"]["test"]["recall@20"], rel=1e-6)
+
+
+def test_resume_continues_the_same_study_without_replaying_trials(tmp_path, capsys):
+    out = tmp_path / "ease"
+    first = _tune(["--model", "ease", *TINY, "--trials", "3", "--output", str(out)], capsys)
+    rows3 = _rows(out / "trials.csv")
+    second = _tune(["--model", "ease", *TINY, "--trials", "6", "--output", str(out)], capsys)
+    rows6 = _rows(out / "trials.csv")
+    assert first["trials"]["complete"] == 3 and second["trials"]["complete"] == 6
+    assert rows6[:3] == rows3  # the finished trials are kept as they were
+    assert len({r["reg"] for r in rows6}) == 6  # the resumed process did not replay the first start points
+    assert second["best"]["valid"] >= first["best"]["valid"]
+    # a finished budget runs no new trial
+    third = _tune(["--model", "ease", *TINY, "--trials", "6", "--output", str(out)], capsys)
+    assert third["trials"]["complete"] == 6
+    # the baseline config reloads and gives the best trial's validation metric
+    assert main(["baseline", "ease", "--config", str(out / "best.yaml"), "--json", "--quiet"]) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert base["metrics"]["valid"]["recall@20"] == pytest.approx(second["best"]["valid"], rel=1e-6)
+
+
+def test_ctrl_c_stops_after_the_running_trial_and_the_rerun_continues(tmp_path):
+    out = tmp_path / "mf"
+    cmd = [sys.executable, "-m", "ddrm", "tune", "--model", "mf", *MF, "--set", "train.epochs=30",
+           "--pruner", "none", "--trials", "50", "--output", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "study.db").is_file():
+        time.sleep(0.2)
+    time.sleep(3.0)  # inside the study
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Run the same command again" in err and "Traceback" not in err
+    rows = _rows(out / "trials.csv")
+    assert 0 < len(rows) < 50 and all(r["state"] == "complete" for r in rows)  # the running trial finished
+    assert not (out / "best.yaml").exists()
+    again = subprocess.run([*cmd[:cmd.index("--trials") + 1], str(len(rows) + 1), *cmd[cmd.index("--trials") + 2:],
+                            "--json"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["trials"]["complete"] == len(rows) + 1
+
+
+def test_two_workers_fill_one_sqlite_study(tmp_path):
+    db = tmp_path / "shared.db"
+    common = [sys.executable, "-m", "ddrm", "tune", "--model", "mf", *MF, "--set", "train.epochs=15",
+              "--pruner", "none", "--trials", "8", "--storage", f"sqlite:///{db}", "--study", "shared",
+              "--no-final", "--quiet", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([*common, "--worker", str(w), "--output", str(tmp_path / f"w{w}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for w in (0, 1)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    import optuna
+
+    trials = optuna.load_study(study_name="shared", storage=f"sqlite:///{db}").trials
+    finished = [t for t in trials if t.state.name == "COMPLETE"]
+    assert 8 <= len(finished) <= 9  # the budget is the study's; a worker may finish one trial it had started
+    assert {t.user_attrs["worker"] for t in finished} == {0, 1}
+    assert len({t.params["train.lr"] for t in finished}) == len(finished)  # the workers' samplers differ
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "svd"], "unknown model 'svd'"),
+    (["--model", "ease", "--space", "SPACE:params: {alpha: {type: float, low: 0.1, high: 1}}"],
+     "unknown parameter 'alpha' for ease"),
+    (["--model", "ease", "--space", "SPACE:params: {reg: {type: float, low: 10, high: 10}}"], "empty range"),
+    (["--model", "mf", "--space", "SPACE:params: {train.lrr: {type: float, low: 0.1, high: 1}}"],
+     "unknown parameter 'train.lrr'"),
+    (["--model", "ddrm", "--space", "SPACE:params: {backend.reg: {type: float, low: 0.1, high: 1}}"],
+     "stays fixed"),
+    (["--model", "ease", "--storage", "sqlite:////nonexistent-folder/x/study.db"], "cannot open the study storage"),
+    (["--model", "ease", "--storage", "postgresql://ddrm:secret@127.0.0.1:1/none"], "cannot open the study storage"),
+    (["--model", "ease", "--trials", "0"], "--trials must be >= 1"),
+])
+def test_bad_inputs_are_one_sentence_and_exit_2(tmp_path, capsys, args, message):
+    args = list(args)
+    for k, a in enumerate(args):
+        if a.startswith("SPACE:"):
+            path = tmp_path / "space.yaml"
+            path.write_text(a[len("SPACE:"):])
+            args[k] = str(path)
+    assert main(["tune", *args, *TINY, "--output", str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "secret" not in err
+
+
+def test_every_model_has_a_shipped_space_that_loads():
+    shipped = set(shipped_spaces())
+    for name in model_names():
+        spec = resolve_model(name)
+        for part in spec.space_names:
+            assert part in shipped, part
+            load_space(Path(__file__).resolve().parents[1] / "configs" / "spaces" / f"{part}.yaml", part)
+
+
+def test_categorical_list_choices_reach_the_config(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text("model: ddrm\nparams:\n  ddrm.dims: {type: categorical, choices: [[8], [16, 32]]}\n"
+                     "  ddrm.steps: {type: int, low: 2, high: 4}\nfixed:\n  train.epochs: 2\n  train.eval_every: 1\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("backend: {name: mf, dim: 8}\npretrain: {epochs: 2, eval_every: 1}\n")
+    p = _tune(["--model", "ddrm", "--config", str(cfg), *TINY, "--space", str(space), "--trials", "3",
+               "--output", str(tmp_path / "o")], capsys)
+    assert p["best"]["params"]["ddrm.dims"] in ([8], [16, 32])
+    import yaml
+
+    best = yaml.safe_load((tmp_path / "o" / "best.yaml").read_text())
+    assert best["ddrm"]["dims"] == p["best"]["params"]["ddrm.dims"] and best["train"]["epochs"] == 2
+    assert Path(best["backend_checkpoint"]).is_file()  # the backend fitted once for every trial
