@@ -29,3 +29,19 @@ def test_bench_floor_counts_the_denoiser_matmuls():
         steps = 3  # ceil(40 / 16)
         assert abs(run["epoch_s_matmul_floor"] - round(run["matmul_ms_per_step"] * steps / 1e3, 2)) < 0.011
         assert run["step_ms"] > 0 and run["fixed_ms_per_step"] > 0
+
+
+def test_bench_tune_times_each_trial(tmp_path):
+    import pytest
+
+    pytest.importorskip("optuna")
+    out = subprocess.run([sys.executable, str(BENCH / "bench_tune.py"), "--models", "ease", "mostpop", "--trials", "2",
+                          "--data", "synthetic"], capture_output=True, text=True, check=True, cwd=BENCH)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = {r["model"]: r for r in res["results"]}
+    assert rows["ease"]["trials"] == 2 and rows["ease"]["complete"]["n"] == 2 and rows["mostpop"]["trials"] == 1
+    assert 0 < rows["ease"]["complete"]["min_s"] <= rows["ease"]["complete"]["max_s"]
+    again = json.loads(subprocess.run([sys.executable, str(BENCH / "bench_tune.py"), "--studies",
+                                       str(Path(__file__).resolve().parents[1] / "nonexistent")],
+                                      capture_output=True, text=True, check=True, cwd=BENCH).stdout)
+    assert again["results"] == []

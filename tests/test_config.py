@@ -57,16 +57,24 @@ def test_every_shipped_config_parses():
 
     files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
     assert len(files) >= 15
-    for f in files:
-        if f.name == "baselines.yaml":  # baseline hyper-parameters for 'ddrm experiment table'
-            from ddrm.baselines import build
+    from ddrm.baselines import BASELINES, build
+    from ddrm.tuning import load_space
 
-            for name, params in load_yaml(f).items():
-                build(name, **params)
+    for f in files:
+        if f.parent.name == "spaces":  # search spaces of 'ddrm tune'
+            assert load_space(f, f.stem).params or f.stem == "mostpop", f
             continue
-        cls = TrainRunConfig if "ddrm" in load_yaml(f) else PretrainConfig  # ddrm train configs have a ddrm section
+        raw = load_yaml(f)
+        dataset = f.parent.parent.name if f.parent.name == "tuned" else f.parent.name
+        if f.name == "baselines.yaml" or set(raw) & set(BASELINES):  # baseline hyper-parameters (hand-set or tuned)
+            for name, params in raw.items():
+                if name in BASELINES:
+                    build(name, **params)
+            assert f.name == "baselines.yaml" or raw["data"]["name"] == dataset, f
+            continue
+        cls = TrainRunConfig if "ddrm" in raw else PretrainConfig  # ddrm train configs have a ddrm section
         cfg = build_config(cls, f)
-        assert cfg.data.name == f.parent.name, f
+        assert cfg.data.name == dataset, f
         if cls is TrainRunConfig:
             assert cfg.ddrm.sampling <= cfg.ddrm.steps
 

@@ -89,23 +89,23 @@ def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     assert main(args) == 0
     p = json.loads(capsys.readouterr().out)
     models = [r["model"] for r in p["rows"]]
-    assert models == ["MostPop", "ItemKNN", "EASE", "RP3beta", "DiffRec", "MF", "MF + T-CE", "MF + R-CE", "MF + DDRM"]
+    assert models == ["MostPop", "ItemKNN", "EASE", "RP3beta", "iALS", "DiffRec", "MF", "MF + T-CE", "MF + R-CE", "MF + DDRM"]
     ddrm = p["rows"][-1]
     assert ddrm["n_seeds"] == 2 and 0 <= ddrm["recall@20"] <= 1 and ddrm["recall@20_std"] >= 0
     assert "vs_backend_recall@20" in ddrm and "p_value_recall@20" in ddrm
     with open(out / "table.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 9 and float(rows[0]["recall@20"]) == pytest.approx(p["rows"][0]["recall@20"], rel=1e-5)
+    assert len(rows) == 10 and float(rows[0]["recall@20"]) == pytest.approx(p["rows"][0]["recall@20"], rel=1e-5)
     assert "± " in (out / "table.md").read_text()
     cell_files = sorted(out.glob("cells/**/metrics.json"))
-    assert len(cell_files) == p["cells"] == 18
+    assert len(cell_files) == p["cells"] == 20
     stamps = {f: f.stat().st_mtime_ns for f in cell_files}
     assert main(args) == 0  # resumes: every cell is already finished
     again = json.loads(capsys.readouterr().out)
     assert again["rows"] == p["rows"]
     assert {f: f.stat().st_mtime_ns for f in cell_files} == stamps
     block = (tmp_path / "RESULTS.md").read_text()
-    assert "## Comparison table — synthetic" in block and "Seeds 0..1; 18 cells" in block
+    assert "## Comparison table — synthetic" in block and "Seeds 0..1; 20 cells" in block
     assert p["markdown"] in block and block.count("<!-- ddrm:begin table -->") == 1
 
 
@@ -208,3 +208,32 @@ def test_p_values_are_printed_without_underflowing_to_zero():
 
     assert fmt_p(0.000451) == "0.000451" and fmt_p(1.32e-21) == "1.32e-21"
     assert fmt_p(0.0) == "< 1e-300" and fmt_p(float("nan")) == "–"
+
+
+def test_experiment_table_tuned_takes_the_tuned_configs(capsys, tmp_path):
+    """--tuned reads CONFIGS/<dataset>/tuned/<model>.yaml where present (the row says so) and the hand-set recipe
+    elsewhere; a seeded baseline takes each cell's seed whatever its tuned config says."""
+    configs = tmp_path / "configs"
+    (configs / "synthetic" / "tuned").mkdir(parents=True)
+    data = "data: {name: synthetic, synthetic: {n_users: 120, n_items: 60, mean_items: 10}}\n"
+    (configs / "synthetic" / "tuned" / "ease.yaml").write_text(data + "ease: {reg: 7.5}\n")
+    (configs / "synthetic" / "tuned" / "ials.yaml").write_text(data + "ials: {factors: 4, iterations: 3, seed: 0}\n")
+    (configs / "synthetic" / "baselines.yaml").write_text("itemknn: {topk: 20}\n")
+    (configs / "synthetic" / "tuned" / "mf.yaml").write_text(
+        data + "backend: {name: mf, dim: 8, reg: 0.001}\ntrain: {epochs: 2, eval_every: 1, lr: 0.01}\n"
+               "output: runs/elsewhere\n")
+    out = tmp_path / "t"
+    assert main(["experiment", "table", "--datasets", "synthetic", "--backends", "mf", "--methods", "backend",
+                 "--baselines", "ease", "itemknn", "ials", "--tuned", "--configs", str(configs), "--seeds", "2",
+                 "--output", str(out), "--json", "--quiet"]) == 0
+    p = json.loads(capsys.readouterr().out)
+    assert {r["model"]: r["config"] for r in p["rows"]} == {"EASE": "tuned", "ItemKNN": "hand-set", "iALS": "tuned",
+                                                           "MF": "tuned"}
+    assert "| hyper-parameters |" in p["markdown"]
+    cell = json.loads((out / "cells" / "synthetic" / "ease" / "seed0" / "metrics.json").read_text())
+    assert cell["params"]["reg"] == 7.5
+    seeds = [json.loads((out / "cells" / "synthetic" / "ials" / f"seed{s}" / "metrics.json").read_text())["params"]
+             ["seed"] for s in (0, 1)]
+    assert seeds == [0, 1]
+    mf = json.loads((out / "cells" / "synthetic" / "mf" / "seed0" / "metrics.json").read_text())
+    assert mf["epochs_run"] == 2

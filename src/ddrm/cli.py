@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_table.add_argument("--backends", nargs="+", default=["mf", "lightgcn", "sgl"])
     p_table.add_argument("--baselines", nargs="*", default=list(BASELINES))
     p_table.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"])
+    p_table.add_argument("--tuned", action="store_true",
+                         help="take each model's config from CONFIGS/<dataset>/tuned/<model>.yaml (written by "
+                              "'ddrm tune'; T-CE / R-CE: <backend>-tce.yaml, DDRM: ddrm-<backend>.yaml) where present")
     p_noise = esub.add_parser("noise", parents=[common, exp_common], help="metrics against injected noise ratio")
     p_noise.add_argument("--dataset", default="yelp")
     p_noise.add_argument("--backend", default="lightgcn")
@@ -497,10 +500,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.ddrm_epochs is not None and args.ddrm_epochs < 1:
         raise UsageError("--ddrm-epochs must be >= 1.")
     setup = experiments.Setup(configs=Path(args.configs), root=args.data_root, quick=args.quick, quiet=args.quiet,
-                              ddrm_epochs=args.ddrm_epochs)
+                              ddrm_epochs=args.ddrm_epochs, tuned=getattr(args, "tuned", False))
     if args.quick:  # tiny synthetic data stands in for every dataset
         args.datasets, args.dataset = ["synthetic"], "synthetic"
-    out = Path(args.output or f"runs/experiments/{args.experiment}{'-quick' if args.quick else ''}")
+    out = Path(args.output or f"runs/experiments/{args.experiment}{'-quick' if args.quick else ''}"
+               f"{'-tuned' if setup.tuned else ''}")
     t0 = time.perf_counter()
     if args.experiment == "table":
         from .experiments.cells import BASELINE_NAMES

@@ -78,15 +78,21 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
     eval_cfg = EvalConfig(ks=(10, 20, 50, 100))
     t0 = time.perf_counter()
     if cell.kind == "baseline":
-        from ..baselines import build
+        import inspect
+
+        from ..baselines import BASELINES, build
 
         params = dict(cell.config)
-        if cell.name == "diffrec":
-            params = {"seed": cell.seed, "quiet": quiet, **params}
+        accepted = inspect.signature(BASELINES[cell.name].__init__).parameters
+        if "seed" in accepted:  # a seeded baseline (iALS, DiffRec) takes the cell's seed, whatever its config says
+            params["seed"] = cell.seed
+        if "quiet" in accepted:
+            params.setdefault("quiet", quiet)
         model = build(cell.name, **params).fit(data)
         metrics = {s: evaluate(model, data, s, eval_cfg.ks).metrics for s in ("valid", "test")}
-        payload = {"command": "baseline", "model": cell.name, "params": model.params() if cell.name != "diffrec"
-                   else params, "seed": cell.seed, "metrics": metrics}
+        payload = {"command": "baseline", "model": cell.name,
+                   "params": {k: v for k, v in model.params().items() if k != "quiet"}, "seed": cell.seed,
+                   "metrics": metrics}
         _per_user(model, data, folder)
     elif cell.kind == "pretrain":
         cfg = build_config(PretrainConfig, overrides={**cell.config, "seed": cell.seed, "output": str(folder)})

@@ -43,6 +43,7 @@ QUICK_BACKEND = {"dim": 16, "reg": 1e-4, "tce_warmup": 20}
 QUICK_LAYERS = {"mf": 0, "lightgcn": 1, "sgl": 1}
 QUICK_DDRM = {"steps": 4, "dims": [32], "alpha": 0.2}
 QUICK_BASELINES = {"ease": {"reg": 50.0}, "itemknn": {"topk": 20}, "rp3beta": {"topk": 20},
+                   "ials": {"factors": 8, "iterations": 5},
                    "diffrec": {"epochs": 3, "eval_every": 1, "dims": [32], "steps": 5, "batch_size": 64}}
 DENOISERS = {"tce": {"denoise": "tce"}, "rce": {"denoise": "rce"}}
 LABEL = {"mf": "MF", "lightgcn": "LightGCN", "sgl": "SGL", "mostpop": "MostPop", "itemknn": "ItemKNN",
@@ -59,7 +60,26 @@ class Setup:
     quick: bool = False
     quiet: bool = False
     ddrm_epochs: int | None = None
+    tuned: bool = False
     data_cache: dict[str, Interactions] = field(default_factory=dict)
+
+    def has_tuned(self, dataset: str, name: str) -> bool:
+        """Whether ``tuned`` runs take a tuned config for ``name`` on ``dataset``."""
+        return self.tuned and not self.quick and (self.configs / dataset / "tuned" / f"{name}.yaml").is_file()
+
+    def tuned_config(self, dataset: str, name: str) -> dict[str, Any] | None:
+        """``configs/<dataset>/tuned/<name>.yaml`` (written by ``ddrm tune``) when ``tuned`` and it exists; a missing
+        one is logged and the hand-set recipe is used (the table marks the row)."""
+        if not self.tuned or self.quick:
+            return None
+        path = self.configs / dataset / "tuned" / f"{name}.yaml"
+        if not path.is_file():
+            logger.warning("no tuned config %s: %s keeps its hand-set recipe", path, name)
+            return None
+        cfg = load_yaml(path)
+        cfg.pop("output", None)
+        cfg.pop("backend_checkpoint", None)
+        return cfg
 
     def data_section(self, dataset: str, noise: float = 0.0) -> dict[str, Any]:
         sec: dict[str, Any] = dict(QUICK_DATA) if self.quick else {"name": dataset}
@@ -81,12 +101,15 @@ class Setup:
         if self.quick:
             return {"data": section, "backend": {"name": backend, "layers": QUICK_LAYERS.get(backend, 0),
                                                  **QUICK_BACKEND}, "train": QUICK_OPT}
-        return {**load_run_config(self.configs, dataset, backend), "data": section}
+        tuned = self.tuned_config(dataset, backend)
+        return {**(tuned if tuned is not None else load_run_config(self.configs, dataset, backend)), "data": section}
 
     def ddrm_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
         if self.quick:
             return {"data": section, "ddrm": QUICK_DDRM, "train": QUICK_OPT}
-        cfg = {**load_run_config(self.configs, dataset, f"ddrm-{backend}"), "data": section}
+        tuned = self.tuned_config(dataset, f"ddrm-{backend}")
+        cfg = {**(tuned if tuned is not None else load_run_config(self.configs, dataset, f"ddrm-{backend}")),
+               "data": section}
         if self.ddrm_epochs is not None:  # a coarser, quicker run: say so wherever the numbers are shown
             cfg = deep_merge(cfg, {"train": {"epochs": self.ddrm_epochs}})
         return cfg
@@ -94,6 +117,9 @@ class Setup:
     def baseline_params(self, dataset: str, name: str) -> dict[str, Any]:
         if self.quick:
             return dict(QUICK_BASELINES.get(name, {}))
+        tuned = self.tuned_config(dataset, name)
+        if tuned is not None:
+            return dict(tuned.get(name, {}))
         path = self.configs / dataset / "baselines.yaml"
         return dict(load_yaml(path).get(name, {})) if path.is_file() else {}
 
@@ -103,16 +129,18 @@ def _backend_cells(setup: Setup, dataset: str, backend: str, seed: int, section:
     """Cells for one backend: alone, + T-CE, + R-CE, + DDRM (on the plain backend's checkpoint)."""
     base = setup.backend_config(dataset, backend, section)
     cells = [Cell(f"{prefix}/{backend}/seed{seed}", "pretrain", backend, seed, base, section,
-                  labels={"method": "backend", "backend": backend})]
+                  labels={"method": "backend", "backend": backend, "tuned": setup.has_tuned(dataset, backend)})]
     for m in ("tce", "rce"):
         if m in methods:
-            cfg = deep_merge(base, {"backend": DENOISERS[m]})
+            tuned = setup.tuned_config(dataset, f"{backend}-{m}")  # tuned with its denoiser, or the plain recipe + it
+            cfg = {**tuned, "data": section} if tuned is not None else deep_merge(base, {"backend": DENOISERS[m]})
             cells.append(Cell(f"{prefix}/{backend}-{m}/seed{seed}", "pretrain", backend, seed, cfg, section,
-                              labels={"method": m, "backend": backend}))
+                              labels={"method": m, "backend": backend, "tuned": tuned is not None}))
     if "ddrm" in methods:
         cells.append(Cell(f"{prefix}/{backend}-ddrm/seed{seed}", "train", backend, seed,
                           setup.ddrm_config(dataset, backend, section), section, needs=cells[0].key,
-                          labels={"method": "ddrm", "backend": backend}))
+                          labels={"method": "ddrm", "backend": backend,
+                                  "tuned": setup.has_tuned(dataset, f"ddrm-{backend}")}))
     if "backend" not in methods:
         cells[0].labels["hidden"] = True  # still needed by DDRM
     return cells
@@ -141,7 +169,7 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
         for seed in range(seeds):
             for b in baselines:
                 cells.append(Cell(f"{ds}/{b}/seed{seed}", "baseline", b, seed, setup.baseline_params(ds, b),
-                                  section, labels={"method": b}))
+                                  section, labels={"method": b, "tuned": setup.has_tuned(ds, b)}))
             for backend in backends:
                 cells += _backend_cells(setup, ds, backend, seed, section, ds, methods)
     results = _execute(setup, cells, out)
@@ -158,7 +186,7 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             base, method = labels.get("backend", labels["method"]), labels["method"] if "backend" in labels else ""
             row = {"dataset": ds, "model": LABEL.get(base, base) + ({"tce": " + T-CE", "rce": " + R-CE",
                                                                      "ddrm": " + DDRM"}.get(method, "")),
-                   **summarize(results, keys)}
+                   "config": "tuned" if labels.get("tuned") else "hand-set", **summarize(results, keys)}
             if method == "ddrm" and "error" not in row:
                 plain = [k.replace(f"/{name}/", f"/{base}/") for k in keys]
                 ref = summarize(results, plain)
@@ -166,18 +194,20 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                 row["vs_backend_ndcg@20"] = relative(row, ref, "ndcg@20")
                 row["paired_diff_recall@20"], row["p_value_recall@20"] = paired_test(out / "cells", keys, plain)
             rows.append(row)
-    columns = ["dataset", "model", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")], "valid_recall@20",
+    columns = ["dataset", "model", "config", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")],
+               "valid_recall@20",
                "vs_backend_recall@20", "vs_backend_ndcg@20", "paired_diff_recall@20", "p_value_recall@20", "error"]
     write_csv(out / "table.csv", rows, columns)
-    md_rows = [{"dataset": r["dataset"], "model": r["model"],
+    md_rows = [{"dataset": r["dataset"], "model": r["model"], "config": r["config"],
                 **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
                 "gain": (fmt_gain(r["vs_backend_recall@20"], r["vs_backend_ndcg@20"])
                          if "vs_backend_recall@20" in r else ""),
                 "p": (fmt_p(r["p_value_recall@20"]) if "p_value_recall@20" in r else
                       f"skipped: {r['error']}" if "error" in r else "")} for r in rows]
-    text = markdown(md_rows, ["dataset", "model", *METRICS, "gain", "p"],
-                    ["dataset", "model", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
-                     "DDRM vs backend (R@20 / N@20)", "paired t-test p (R@20) / note"])
+    shown = ["dataset", "model", *(["config"] if setup.tuned else []), *METRICS, "gain", "p"]
+    text = markdown(md_rows, shown, ["dataset", "model", *(["hyper-parameters"] if setup.tuned else []),
+                                     "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
+                                     "DDRM vs backend (R@20 / N@20)", "paired t-test p (R@20) / note"])
     write_text(out / "table.md", text + "\n")
     return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out), "cells": len(cells),
             "seeds": seeds, "cell_seconds": _spent(results)}

@@ -128,7 +128,7 @@ def resolve_space(spec: ModelSpec, path: str | None) -> SearchSpace:
     for p in parts:
         fixed = deep_merge(fixed, p.fixed)
     return SearchSpace(spec.name, [x for p in parts for x in p.params], fixed,
-                       " + ".join(p.source for p in parts))
+                       " + ".join(f"shipped ddrm/spaces/{n}.yaml" for n in spec.space_names))
 
 
 def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any], overrides: list[str],
@@ -203,6 +203,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
             logger.info("trial %d %s: valid %s %s in %.1f s (best %s)", trial.number, trial.state.name.lower(),
                         metric, value, trial.user_attrs.get("seconds", 0.0),
                         f"{best:.4f}" if best is not None else "-")
+            write_trials_csv(output / "trials.csv", st.get_trials(deepcopy=False), space)  # progress, readable now
             if stop.requested:
                 st.stop()
 
