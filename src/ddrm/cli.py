@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "e.g. docs/RESULTS.md, replacing only its own previous block")
     p_table = esub.add_parser("table", parents=[common, exp_common], help="baselines, backends, + T-CE / R-CE / DDRM")
     p_table.add_argument("--datasets", nargs="+", default=["ml-1m_noisy"])
-    p_table.add_argument("--backends", nargs="+", default=["mf", "lightgcn", "sgl"])
+    p_table.add_argument("--backends", nargs="*", default=["mf", "lightgcn", "sgl"])
     p_table.add_argument("--baselines", nargs="*", default=list(BASELINES))
     p_table.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"])
     p_table.add_argument("--tuned", action="store_true",
