@@ -36,6 +36,8 @@ def _common(quiet_json: bool = True, data: bool = True) -> argparse.ArgumentPars
     if quiet_json:
         p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
         p.add_argument("--quiet", action="store_true", help="no progress bars or info logs")
+        p.add_argument("--progress", action="store_true",
+                       help="draw progress bars even when stderr is not a terminal (default: only on a terminal)")
         p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, else 0)")
         p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the config's, else cpu)")
     if data:
@@ -575,6 +577,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             import os
 
             os.environ.setdefault("TQDM_DISABLE", "1")
+        elif getattr(args, "progress", False):
+            import os
+
+            from .progress import FORCE_ENV
+
+            os.environ[FORCE_ENV] = "1"
         return HANDLERS[key](args)
     except TrainingInterrupted as exc:
         sys.stderr.write(f"ddrm: {exc}. Continue with: ddrm {args.command} --resume {exc.run_dir or '<run folder>'}\n")

@@ -18,7 +18,6 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed
 from .data.interactions import Interactions
@@ -26,6 +25,7 @@ from .data.sampling import interaction_keys, sample_triples
 from .errors import ConfigError, DDRMError
 from .evaluation import Scorer, evaluate
 from .interrupt import StopFlag, TrainingInterrupted, graceful_signals
+from .progress import progress
 from .settings import EvalConfig
 from .train_state import LoopState, capture_rng, load_state, restore_rng, save_state, state_exists
 
@@ -239,7 +239,7 @@ def train_loop(
                 restore_rng(model, st.rng)
                 first, total = st.step, st.epoch_loss
             n_steps = -(-n // cfg.batch_size)
-            bar = tqdm(range(first, n_steps), desc=f"{desc} epoch {epoch}", leave=False, disable=quiet,
+            bar = progress(range(first, n_steps), desc=f"{desc} epoch {epoch}", leave=False, quiet=quiet,
                        initial=first, total=n_steps)
             on_step = getattr(model, "on_step", None)
             # the running loss sum and a non-finite flag stay on the device; reading them waits for the device, so

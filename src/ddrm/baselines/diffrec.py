@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.interactions import Interactions
 from ..denoiser import timestep_embedding
 from ..diffusion import GaussianDiffusion, make_betas
 from ..errors import ConfigError
 from ..evaluation import evaluate
+from ..progress import progress
 from ..recommender import Recommender
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class DiffRec(Recommender):
         users_all = np.flatnonzero(np.diff(data.train.indptr) > 0)
         best, best_state, bad = -math.inf, None, 0
         self.history_: list[dict] = []
-        for epoch in tqdm(range(1, self.epochs + 1), desc="diffrec", disable=self.quiet, leave=False):
+        for epoch in progress(range(1, self.epochs + 1), desc="diffrec", quiet=self.quiet, leave=False):
             self.net_.train(True)
             order = rng.permutation(users_all)
             total = 0.0

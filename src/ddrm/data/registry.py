@@ -12,10 +12,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..errors import DataError
 from ..io import atomic_path
+from ..progress import progress
 from .interactions import Interactions
 from .preprocess import SplitOptions
 from .readers import ReadOptions, read_dataset
@@ -125,7 +124,7 @@ def download(url: str, dest: Path, sha256: str, retries: int = 3, backoff: float
                 h = hashlib.sha256()
                 with urllib.request.urlopen(url, timeout=30) as resp, open(tmp, "wb") as out:
                     total = int(resp.headers.get("Content-Length") or 0) or None
-                    with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=quiet) as bar:
+                    with progress(total=total, unit="B", unit_scale=True, desc=dest.name, quiet=quiet) as bar:
                         for block in iter(lambda: resp.read(1 << 16), b""):
                             out.write(block)
                             h.update(block)

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..config import build_config, deep_merge, load_yaml
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..io import atomic_path, write_json
+from ..progress import progress
 from ..runs import PretrainConfig, TrainRunConfig, load_model, run_pretrain, run_train
 from ..settings import EvalConfig
 
@@ -120,7 +120,7 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
     logger.info("%d cells, %d already finished, %d to run", len(cells), len(cells) - len(todo), len(todo))
     results: dict[str, dict[str, Any]] = {}
     spent: dict[tuple[str, str], list[float]] = {}
-    bar = tqdm(cells, desc="cells", disable=quiet)
+    bar = progress(cells, desc="cells", quiet=quiet)
     for k, cell in enumerate(bar):
         fresh = not cell_done(root / cell.key)
         t0 = time.perf_counter()
