@@ -55,9 +55,13 @@ def test_training_improves_and_recommends(setup):
     m = DDRM(backend, train=TrainConfig(epochs=6, eval_every=2, batch_size=128, lr=3e-3), quiet=True, dims=(32,),
              steps=5).fit(data)
     assert m.result_.best_epoch in (2, 4, 6)
+    losses = [h["loss"] for h in m.result_.history]
+    assert losses[-1] < losses[0]
     r = evaluate(m, data, "test", (10,)).metrics["recall@10"]
     unseen = data.n_items - data.seen("test").sum(1).mean()
     assert r > 1.3 * 10 / unseen  # a random ranking gets about 10 / unseen
+    untrained = DDRM(backend, train=TrainConfig(epochs=0), quiet=True, dims=(32,), steps=5).fit(data)
+    assert r > evaluate(untrained, data, "test", (10,)).metrics["recall@10"]  # training is what lifts it
     items, scores = m.recommend(torch.arange(4), k=5)
     seen = data.train.toarray()
     assert not seen[torch.arange(4)[:, None].numpy(), items.numpy()].any()

@@ -96,3 +96,7 @@ def test_dropout_only_in_training_and_seeded():
     a = f(x, c, t, torch.Generator().manual_seed(1))
     b = f(x, c, t, torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, f(x, c, t, torch.Generator().manual_seed(2)))  # another mask
+    assert not torch.allclose(a, f.eval()(x, c, t))  # training output is not the inference output
+    g = MLPDenoiser(4, dims=(3,), time_dim=2, dropout=0.0)
+    torch.testing.assert_close(g.train()(x, c, t, torch.Generator().manual_seed(1)), g.eval()(x, c, t))
