@@ -149,3 +149,25 @@ def test_denoiser_equals_one_linear_on_the_concatenation(activation):
     naive_grads = torch.autograd.grad((naive * g).sum(), [x, c, *den.parameters()])
     for a, b in zip(grads, naive_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_a_users_scores_do_not_depend_on_the_batch(setup):
+    """Inference noise is keyed per user (and per item set for fold-in users): the same scores whatever batch, batch
+    size or evaluation split (so DDP sharding and serving agree); the noise is real: another seed changes them."""
+    data, backend = setup
+    m = small_ddrm(backend, noise_scale=500.0, sampling_noise=True).fit(data)  # 1 - abar_T = 0.5: loud noise
+    full = m.score(torch.arange(data.n_users))
+    for users in (torch.tensor([7]), torch.tensor([30, 7, 2]), torch.arange(7, 50)):
+        torch.testing.assert_close(m.score(users), full[users])  # equal up to the matmul's float rounding
+    a = evaluate(m, data, "test", (10,), batch_size=1).metrics
+    b = evaluate(m, data, "test", (10,), batch_size=64).metrics
+    assert a == pytest.approx(b, rel=1e-9)  # the same rankings (only the averaging order differs)
+    other = DDRM(backend, train=TrainConfig(epochs=0), quiet=True, dims=(16,), steps=5, noise_scale=500.0)
+    other.fit(data)
+    other.module_.load_state_dict(m.module_.state_dict())
+    other.module_.seed = m.module_.seed + 1
+    assert not torch.allclose(other.score(torch.tensor([7])), full[[7]])
+    h1, h2 = [3, 9, 11], [5, 6]
+    one = m.score_history([h1])
+    torch.testing.assert_close(m.score_history([h2, h1[::-1]])[1], one[0])
+    assert not torch.allclose(m.score_history([h2])[0], one[0])

@@ -100,3 +100,19 @@ def test_dropout_only_in_training_and_seeded():
     assert not torch.allclose(a, f.eval()(x, c, t))  # training output is not the inference output
     g = MLPDenoiser(4, dims=(3,), time_dim=2, dropout=0.0)
     torch.testing.assert_close(g.train()(x, c, t, torch.Generator().manual_seed(1)), g.eval()(x, c, t))
+
+
+def test_keyed_normal_is_standard_normal_and_depends_on_the_key_only():
+    from ddrm.diffusion import keyed_normal, mix32
+
+    z = keyed_normal(torch.arange(20000), 16, salt=7, dtype=torch.float64)
+    assert z.shape == (20000, 16)
+    assert abs(z.mean().item()) < 0.01 and abs(z.std().item() - 1) < 0.01
+    assert abs(((z > 1.0).double().mean() - 0.158655).item()) < 0.005  # a normal tail, not just the moments
+    corr = torch.corrcoef(z[:, :4].T)
+    assert (corr - torch.eye(4)).abs().max() < 0.03  # columns independent
+    sub = keyed_normal(torch.tensor([19999, 5, 5]), 16, salt=7, dtype=torch.float64)
+    assert torch.equal(sub[0], z[19999]) and torch.equal(sub[1], z[5]) and torch.equal(sub[2], z[5])
+    assert not torch.allclose(keyed_normal(torch.tensor([5]), 16, salt=8)[0], z[5].float())
+    x = torch.arange(0, 2**32, 2**20 + 7, dtype=torch.int64)
+    assert mix32(x).unique().numel() == x.numel() and int(mix32(x).max()) < 2**32  # a bijection on 32 bits

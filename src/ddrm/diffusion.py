@@ -18,6 +18,38 @@ from .errors import ConfigError
 Schedule = Literal["linear", "linear-var", "cosine", "binomial"]
 Prediction = Literal["x0", "eps"]
 MAX_BETA = 0.999
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """``(x * c) mod 2**32`` for int64 ``x`` in [0, 2**32) and a 32-bit constant, without int64 overflow."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer hash (Wellons' lowbias32) of int64 values in [0, 2**32), elementwise."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def keyed_normal(keys: torch.Tensor, dim: int, salt: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise [B, dim] whose row b depends only on ``(keys[b], salt)``: a key gets the same noise
+    whatever batch, batch size or process draws it (counter-based: hashed integers -> Box-Muller).
+
+    keys : int64 [B], >= 0 (a user index, or a hash of a fold-in history); salt : int (seed and step).
+    """
+    k = keys.to(torch.int64).reshape(-1, 1) & _M32
+    s = int(mix32(torch.tensor(salt & _M32, dtype=torch.int64)))
+    h = mix32((mix32(k) + s) & _M32)
+    cols = torch.arange(dim, device=keys.device, dtype=torch.int64).reshape(1, -1)
+    a = mix32((h + _mul32(2 * cols + 1, 0x9E3779B9)) & _M32)
+    b = mix32((h + _mul32(2 * cols + 2, 0x9E3779B9)) & _M32)
+    u1 = (a.double() + 0.5) / 2.0**32  # in (0, 1): the log is finite
+    u2 = (b.double() + 0.5) / 2.0**32
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).to(dtype)
 
 
 def make_betas(schedule: Schedule, steps: int, scale: float = 1.0, beta_min: float = 1e-4, beta_max: float = 2e-2,
@@ -141,9 +173,10 @@ class GaussianDiffusion(nn.Module):
                                                        "posterior_mean_coef2", "posterior_variance")}
 
     def step_at(self, model_output: torch.Tensor, xt: torch.Tensor, step: int, sample: bool = False,
-                generator: torch.Generator | None = None, coefs: dict[str, list[float]] | None = None
-                ) -> torch.Tensor:
-        """:meth:`step` for one timestep shared by the whole batch (scalar coefficients: no gathers)."""
+                generator: torch.Generator | None = None, coefs: dict[str, list[float]] | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`step` for one timestep shared by the whole batch (scalar coefficients: no gathers); ``noise``
+        [B, d], when given, is the posterior noise (else drawn from ``generator``)."""
         c = coefs or self.scalar_coefficients()
         if self.prediction == "x0":
             x0 = model_output
@@ -153,7 +186,8 @@ class GaussianDiffusion(nn.Module):
         mean = c["posterior_mean_coef1"][step] * x0 + c["posterior_mean_coef2"][step] * xt
         if not sample or step == 0:
             return mean
-        noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
+        if noise is None:
+            noise = torch.randn(xt.shape, generator=generator, device=xt.device, dtype=xt.dtype)
         return mean + math.sqrt(c["posterior_variance"][step]) * noise
 
     def noise_to_signal(self, t: int | None = None) -> float:

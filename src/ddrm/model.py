@@ -28,7 +28,7 @@ from .checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
 from .config import from_dict, to_dict
 from .data.interactions import Interactions
 from .denoiser import Activation, MLPDenoiser
-from .diffusion import GaussianDiffusion, Prediction, Schedule, make_betas
+from .diffusion import GaussianDiffusion, Prediction, Schedule, keyed_normal, make_betas, mix32
 from .errors import ConfigError
 from .recommender import Recommender
 from .settings import EvalConfig
@@ -203,8 +203,8 @@ class DDRMModule(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def generate(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The generated "ideal item" embedding [B, d] for user indices [B]."""
+    def generate(self, users: torch.Tensor) -> torch.Tensor:
+        """The generated "ideal item" embedding [B, d] for user indices [B]; its noise is keyed by the user."""
         u_all, i_all = self.backend.frozen()
         users = users.to(u_all.device)
         e_u = u_all[users]
@@ -214,27 +214,35 @@ class DDRMModule(nn.Module):
             x0 = e_u
         else:
             x0 = None
-        return self.reverse(x0, e_u, generator)
+        return self.reverse(x0, e_u, users)
+
+    def _noise(self, keys: torch.Tensor, step: int, like: torch.Tensor, seed: int | None) -> torch.Tensor:
+        """Inference noise [B, d] for step ``step`` (T = the start's noising), keyed by ``keys`` [B]."""
+        salt = ((self.seed if seed is None else seed) + 2) * 100_003 + step
+        return keyed_normal(keys, like.shape[1], salt, like.dtype)
 
     @torch.no_grad()
-    def reverse(self, x0: torch.Tensor | None, cond: torch.Tensor, generator: torch.Generator | None = None
+    def reverse(self, x0: torch.Tensor | None, cond: torch.Tensor, keys: torch.Tensor, seed: int | None = None
                 ) -> torch.Tensor:
         """Noise the start point ``x0`` [B, d] to step T - 1 (pure noise when None) and run the S reverse steps of
-        the item denoiser guided by ``cond`` [B, d]; returns [B, d]. ``x0`` itself when the item denoiser is off."""
+        the item denoiser guided by ``cond`` [B, d]; returns [B, d]. ``x0`` itself when the item denoiser is off.
+
+        Every noise row is keyed by ``keys`` [B] (user indices, or history hashes for fold-in users) and the seed
+        (``seed``, default the model's): a user's result does not depend on the batch it is computed in.
+        """
         if not self.cfg.item_denoiser:
             return x0 if x0 is not None else cond
         T, S, n, dev = self.cfg.steps, self.cfg.sampling, cond.shape[0], cond.device
-        g = generator
-        if x0 is None:
-            x = torch.randn(cond.shape, generator=g, device=dev, dtype=cond.dtype)
-        else:
-            x = self.diffusion.q_sample(x0, torch.full((n,), T - 1, device=dev), generator=g)
+        keys = keys.to(dev)
+        start = self._noise(keys, T, cond, seed)
+        x = start if x0 is None else self.diffusion.q_sample(x0, torch.full((n,), T - 1, device=dev), noise=start)
         den, coefs = self.item_denoiser, self.diffusion.scalar_coefficients()
         with self._autocast():
             cond_part = den.condition_part(cond)
             for step in range(S - 1, -1, -1):
                 out = den.forward_prepared(x, cond_part, den.time_part(step, x)).float()
-                x = self.diffusion.step_at(out, x.float(), step, self.cfg.sampling_noise, g, coefs)
+                noise = self._noise(keys, step, out, seed) if self.cfg.sampling_noise and step > 0 else None
+                x = self.diffusion.step_at(out, x.float(), step, self.cfg.sampling_noise, coefs=coefs, noise=noise)
         return x.float()
 
     def scorer(self) -> DDRMModule:
@@ -244,9 +252,8 @@ class DDRMModule(nn.Module):
 
     @torch.no_grad()
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        """<generated item, e_i> for every item: [B, n_items]. Inference noise is seeded per batch."""
-        g = torch.Generator(device=self.diffusion.betas.device).manual_seed(self.seed + 2 + int(users[0]))
-        return self.generate(users, g) @ self.backend.frozen()[1].T
+        """<generated item, e_i> for every item: [B, n_items]. Inference noise is keyed per user."""
+        return self.generate(users) @ self.backend.frozen()[1].T
 
     @torch.no_grad()
     def positive_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -256,6 +263,18 @@ class DDRMModule(nn.Module):
         g = torch.Generator(device=u_all.device).manual_seed(self.seed + 3)
         xu, xi = self.denoise_pair(u_all[users], i_all[items], t, g)
         return (xu * xi).sum(1)
+
+
+def history_keys(histories: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
+    """A noise key per fold-in history: int64 [B], a hash of the set of items (order and batch do not matter;
+    offset past 2**32 so that it never equals a known user's index)."""
+    counts = torch.tensor([len(h) for h in histories], dtype=torch.int64)
+    items = torch.from_numpy(np.concatenate([np.asarray(h, dtype=np.int64) for h in histories])) if int(
+        counts.sum()) else torch.zeros(0, dtype=torch.int64)
+    rows = torch.repeat_interleave(torch.arange(len(histories)), counts)
+    uniq = torch.unique(torch.stack([rows, items]), dim=1)  # each item once per history
+    sums = torch.zeros(len(histories), dtype=torch.int64).index_add_(0, uniq[0], mix32(uniq[1] & 0xFFFFFFFF))
+    return (mix32(sums & 0xFFFFFFFF) + (1 << 32)).to(device)
 
 
 class DDRM(Recommender):
@@ -348,8 +367,8 @@ class DDRM(Recommender):
         i_all = self.backend.item_embeddings()
         avg = history_mean(histories, i_all)
         x0 = None if self.config.start == "noise" else avg
-        g = torch.Generator(device=i_all.device).manual_seed(self.seed + 2 if seed is None else seed)
-        return self.module_.reverse(x0, avg, g) @ i_all.T
+        keys = history_keys(histories, i_all.device)
+        return self.module_.reverse(x0, avg, keys, seed) @ i_all.T
 
     def noise_scores(self, data: Interactions) -> np.ndarray:
         """DDRM's reweighting score s_pos for every training interaction (CSR order) [nnz]; low = likely noise."""
