@@ -134,7 +134,7 @@ def test_inference_fast_path_equals_generic_forward_and_step():
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu"])
 def test_denoiser_equals_one_linear_on_the_concatenation(activation):
-    """The split first layer is the METHOD.md denoiser: an MLP on [x_t, Linear(temb(t)), cond], values and grads."""
+    """The split first layer is the denoiser of docs/method.md (section 3): an MLP on [x_t, Linear(temb(t)), cond], values and grads."""
     from ddrm.denoiser import MLPDenoiser, timestep_embedding
 
     den = MLPDenoiser(8, (6, 12), time_dim=4, activation=activation, dropout=0.0,

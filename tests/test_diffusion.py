@@ -70,7 +70,7 @@ def test_buffers_follow_the_module():
 
 def test_reference_noise_is_tiny():
     d = GaussianDiffusion(make_betas("linear-var", 20, 1e-4, 1e-4, 1e-3, first_beta=1e-5))
-    assert 1e-5 < 1 - d.alphas_cumprod[-1].item() < 2e-5  # METHOD.md section 8
+    assert 1e-5 < 1 - d.alphas_cumprod[-1].item() < 2e-5  # docs/method.md, section 2: the reference noise level
 
 
 def test_timestep_embedding_and_denoiser_shapes():

@@ -1,6 +1,6 @@
 """DDRM: two conditional denoisers on top of a backend's embeddings (Zhao et al., SIGIR 2024).
 
-Training (METHOD.md section 4), for triples (u, i, j) and one t per triple:
+Training (docs/method.md, section 4), for triples (u, i, j) and one t per triple:
     x0_hat_u = f_u(q_sample(e_u, t), e_i, t);  x0_hat_i = f_i(q_sample(e_i, t), e_u, t)
     s_pos = <x0_hat_u, x0_hat_i>;  s_neg = <x0_hat_u, e_j>
     L = mean[ sigmoid(s_pos)^beta (stop-grad) * ((1 - alpha) BPR + alpha * reconstruction) ]
