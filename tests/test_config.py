@@ -66,6 +66,11 @@ def test_every_shipped_config_parses():
             continue
         raw = load_yaml(f)
         dataset = f.parent.parent.name if f.parent.name == "tuned" else f.parent.name
+        if f.name == "dataset.yaml":  # a dataset's policy for the experiments (e.g. injected noise)
+            from ddrm.settings import DataConfig
+
+            assert set(raw) == {"data"} and build_config(DataConfig, overrides={**raw["data"], "name": dataset})
+            continue
         if f.name == "baselines.yaml" or set(raw) & set(BASELINES):  # baseline hyper-parameters (hand-set or tuned)
             for name, params in raw.items():
                 if name in BASELINES:

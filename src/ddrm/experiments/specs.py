@@ -18,6 +18,7 @@ from typing import Any
 from ..config import deep_merge, load_yaml
 from ..data.interactions import Interactions
 from ..errors import ConfigError
+from ..presets import preset
 from ..settings import DataConfig
 from .cells import BASELINE_NAMES, Cell, load_run_config, run_cells
 from .report import (
@@ -37,14 +38,6 @@ from .report import (
 
 logger = logging.getLogger(__name__)
 
-QUICK_DATA = {"name": "synthetic", "synthetic": {"n_users": 120, "n_items": 60, "mean_items": 10}}
-QUICK_OPT = {"epochs": 3, "eval_every": 1, "batch_size": 256, "lr": 0.01, "patience": 2}
-QUICK_BACKEND = {"dim": 16, "reg": 1e-4, "tce_warmup": 20}
-QUICK_LAYERS = {"mf": 0, "lightgcn": 1, "sgl": 1}
-QUICK_DDRM = {"steps": 4, "dims": [32], "alpha": 0.2}
-QUICK_BASELINES = {"ease": {"reg": 50.0}, "itemknn": {"topk": 20}, "rp3beta": {"topk": 20},
-                   "ials": {"factors": 8, "iterations": 5},
-                   "diffrec": {"epochs": 3, "eval_every": 1, "dims": [32], "steps": 5, "batch_size": 64}}
 DENOISERS = {"tce": {"denoise": "tce"}, "rce": {"denoise": "rce"}}
 LABEL = {"mf": "MF", "lightgcn": "LightGCN", "sgl": "SGL", "mostpop": "MostPop", "itemknn": "ItemKNN",
          "ease": "EASE", "rp3beta": "RP3beta", "diffrec": "DiffRec", "ease-factors": "EASE factors",
@@ -62,6 +55,7 @@ class Setup:
     ddrm_epochs: int | None = None
     tuned: bool = False
     data_cache: dict[str, Interactions] = field(default_factory=dict)
+    quick_settings: dict[str, Any] = field(default_factory=lambda: preset("quick"))
 
     def has_tuned(self, dataset: str, name: str) -> bool:
         """Whether ``tuned`` runs take a tuned config for ``name`` on ``dataset``."""
@@ -81,12 +75,22 @@ class Setup:
         cfg.pop("backend_checkpoint", None)
         return cfg
 
-    def data_section(self, dataset: str, noise: float = 0.0) -> dict[str, Any]:
-        sec: dict[str, Any] = dict(QUICK_DATA) if self.quick else {"name": dataset}
-        if self.root and not self.quick:
-            sec["root"] = self.root
+    def data_section(self, dataset: str, noise: float | None = None) -> dict[str, Any]:
+        """The data section of ``dataset``'s cells: its name (and root), the dataset's own policy from
+        ``configs/<dataset>/dataset.yaml`` (e.g. amazon-book's injected noise), and ``noise`` (a noise sweep's ratio,
+        replacing the policy's) when given."""
+        if self.quick:
+            sec: dict[str, Any] = dict(self.quick_settings["data"])
+        else:
+            policy = self.configs / dataset / "dataset.yaml"
+            sec = {**(load_yaml(policy).get("data", {}) if policy.is_file() else {}), "name": dataset}
+            if self.root:
+                sec["root"] = self.root
         if noise:
             sec["noise_ratio"], sec["noise_seed"] = noise, 0
+        elif noise is not None:  # a sweep's clean point
+            sec.pop("noise_ratio", None)
+            sec.pop("noise_seed", None)
         return sec
 
     def data(self, section: dict[str, Any]) -> Interactions:
@@ -99,14 +103,15 @@ class Setup:
 
     def backend_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
         if self.quick:
-            return {"data": section, "backend": {"name": backend, "layers": QUICK_LAYERS.get(backend, 0),
-                                                 **QUICK_BACKEND}, "train": QUICK_OPT}
+            q = self.quick_settings
+            return {"data": section, "backend": {"name": backend, "layers": q["layers"].get(backend, 0),
+                                                 **q["backend"]}, "train": dict(q["train"])}
         tuned = self.tuned_config(dataset, backend)
         return {**(tuned if tuned is not None else load_run_config(self.configs, dataset, backend)), "data": section}
 
     def ddrm_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
         if self.quick:
-            return {"data": section, "ddrm": QUICK_DDRM, "train": QUICK_OPT}
+            return {"data": section, "ddrm": dict(self.quick_settings["ddrm"]), "train": dict(self.quick_settings["train"])}
         tuned = self.tuned_config(dataset, f"ddrm-{backend}")
         cfg = {**(tuned if tuned is not None else load_run_config(self.configs, dataset, f"ddrm-{backend}")),
                "data": section}
@@ -116,7 +121,7 @@ class Setup:
 
     def baseline_params(self, dataset: str, name: str) -> dict[str, Any]:
         if self.quick:
-            return dict(QUICK_BASELINES.get(name, {}))
+            return dict(self.quick_settings["baselines"].get(name, {}))
         tuned = self.tuned_config(dataset, name)
         if tuned is not None:
             return dict(tuned.get(name, {}))
@@ -165,7 +170,7 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
     """Rows = baselines, each backend alone, + T-CE, + R-CE, + DDRM; mean ± std over ``seeds`` seeds."""
     cells: list[Cell] = []
     for ds in datasets:
-        section = setup.data_section(ds, 0.2 if ds == "amazon-book" and not setup.quick else 0.0)
+        section = setup.data_section(ds)
         for seed in range(seeds):
             for b in baselines:
                 cells.append(Cell(f"{ds}/{b}/seed{seed}", "baseline", b, seed, setup.baseline_params(ds, b),
@@ -179,16 +184,15 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
         for c in cells:
             if c.key.startswith(f"{ds}/") and not c.labels.get("hidden"):
                 groups.setdefault(c.key.rsplit("/", 1)[0], []).append(c)
-        for group, members in groups.items():
+        for members in groups.values():
             keys = [c.key for c in members]
-            name = group.split("/", 1)[1]
             labels = members[0].labels  # backend cells name their backend and method; baselines their name only
             base, method = labels.get("backend", labels["method"]), labels["method"] if "backend" in labels else ""
             row = {"dataset": ds, "model": LABEL.get(base, base) + ({"tce": " + T-CE", "rce": " + R-CE",
                                                                      "ddrm": " + DDRM"}.get(method, "")),
                    "config": "tuned" if labels.get("tuned") else "hand-set", **summarize(results, keys)}
             if method == "ddrm" and "error" not in row:
-                plain = [k.replace(f"/{name}/", f"/{base}/") for k in keys]
+                plain = [c.needs for c in members]  # the backend cell each DDRM cell started from
                 ref = summarize(results, plain)
                 row["vs_backend_recall@20"] = relative(row, ref, "recall@20")
                 row["vs_backend_ndcg@20"] = relative(row, ref, "ndcg@20")
