@@ -134,7 +134,7 @@ def test_train_recommend_evaluate_end_to_end(capsys, tmp_path):
     cfg.write_text(
         "data: {name: synthetic, synthetic: {n_users: 100, n_items: 50, mean_items: 8}}\n"
         "backend: {name: mf}\npretrain: {epochs: 3, eval_every: 3, batch_size: 256, lr: 0.01}\n"
-        "ddrm: {steps: 4, dims: [16]}\ntrain: {epochs: 2, eval_every: 1, batch_size: 256}\n")
+        "ddrm: {steps: 4, dims: [16], fusion_choices: [0, 0.5, 1]}\ntrain: {epochs: 2, eval_every: 1, batch_size: 256}\n")
     out = tmp_path / "run"
     code, stdout, err = run(capsys, "train", "--config", str(cfg), "--output", str(out), "--json", "--quiet")
     assert code == 0, err
@@ -142,6 +142,8 @@ def test_train_recommend_evaluate_end_to_end(capsys, tmp_path):
     assert set(p["metrics"]) == set(p["backend_metrics"]) == {"valid", "test"}
     assert p["metrics"]["test"].keys() == p["backend_metrics"]["test"].keys()
     assert 0 < p["noise_to_signal"] < 1
+    assert set(p["fusion_valid"]) == {"0", "0.5", "1"} and p["fusion_valid"][f"{p['fusion']:g}"] == pytest.approx(
+        p["metrics"]["valid"]["recall@20"])  # the chosen weight is the one scored, and the checkpoint keeps it
     assert sorted(x.name for x in out.iterdir()) == ["backend.pt", "config.yaml", "ddrm.pt", "metrics.json"]
     code, stdout, err = run(capsys, "recommend", "--checkpoint", str(out / "ddrm.pt"), "--user", "3", "--user", "7",
                             "--k", "5")

@@ -171,3 +171,29 @@ def test_a_users_scores_do_not_depend_on_the_batch(setup):
     one = m.score_history([h1])
     torch.testing.assert_close(m.score_history([h2, h1[::-1]])[1], one[0])
     assert not torch.allclose(m.score_history([h2])[0], one[0])
+
+
+def test_score_fusion_weight_0_is_the_backend_and_selection_never_loses_on_validation(setup, tmp_path):
+    data, backend = setup
+    u = torch.arange(data.n_users)
+    pure = small_ddrm(backend).fit(data)
+    zero = small_ddrm(backend, fusion=0.0).fit(data)
+    assert torch.equal(zero.score(u).topk(10).indices, backend.score(u).topk(10).indices)
+    one = small_ddrm(backend, fusion=1.0).fit(data)
+    torch.testing.assert_close(one.score(u), pure.score(u))
+    half = small_ddrm(backend, fusion=0.5).fit(data)
+    z = lambda s: (s - s.mean(1, keepdim=True)) / s.std(1, keepdim=True)  # noqa: E731
+    torch.testing.assert_close(half.score(u), 0.5 * z(backend.score(u)) + 0.5 * z(pure.score(u)))
+    torch.testing.assert_close(zero.score_history([[1, 2, 3]]), backend.score_history([[1, 2, 3]]))
+    chosen = small_ddrm(backend, fusion_choices=[0.0, 0.5, 1.0]).fit(data)
+    valid = {w: evaluate(small_ddrm(backend, fusion=w).fit(data), data, "valid", (20,)).metrics["recall@20"]
+             for w in (0.0, 0.5, 1.0)}
+    assert chosen.fusion_scores_ == pytest.approx(valid)
+    assert chosen.config.fusion == max(valid, key=valid.get)
+    assert chosen.fusion_scores_[chosen.config.fusion] >= evaluate(backend, data, "valid", (20,)).metrics["recall@20"]
+    chosen.save(tmp_path / "d.pt", data)
+    again = DDRM.load(tmp_path / "d.pt", data)
+    assert again.config.fusion == chosen.config.fusion
+    torch.testing.assert_close(again.score(u[:5]), chosen.score(u[:5]))
+    with pytest.raises(ConfigError, match="fusion"):
+        DDRMConfig(fusion_choices=[1.5]).validate()

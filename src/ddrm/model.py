@@ -10,10 +10,11 @@ item denoiser guided by e_u, and rank all items by <x, e_i>.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -57,6 +58,11 @@ class DDRMConfig:
     freeze_backend : keep the backend fixed (its embeddings computed once) or fine-tune it jointly
     backend_lr : learning rate of the backend when ``freeze_backend`` is false
     bf16 : bfloat16 autocast for the denoiser MLPs (CPU and GPU)
+    fusion : rank by ``(1 - w) z(backend score) + w z(DDRM score)`` (each row standardised over the items) with this
+        weight ``w`` in [0, 1]; ``None`` = DDRM's score alone (the paper). ``w = 0`` ranks exactly as the backend.
+    fusion_choices : if not empty, after training the weight among these with the best validation ``eval.metric``
+        becomes ``fusion`` (the first one on ties), so with 0 among the choices selection keeps or improves the
+        backend on validation; the validation score of every choice is kept (``fusion_scores_``)
     """
 
     steps: int = 20
@@ -81,6 +87,8 @@ class DDRMConfig:
     freeze_backend: bool = True
     backend_lr: float = 1e-5
     bf16: bool = False
+    fusion: float | None = None
+    fusion_choices: list[float] = field(default_factory=list)
 
     def validate(self) -> None:
         if self.sampling_steps is not None and not 0 <= self.sampling_steps <= self.steps:
@@ -90,6 +98,9 @@ class DDRMConfig:
             raise ConfigError(f"alpha must be in [0, 1] and beta >= 0, got alpha={self.alpha}, beta={self.beta}.")
         if self.backend_lr <= 0:
             raise ConfigError("backend_lr must be > 0.")
+        if any(not 0 <= w <= 1 for w in [*([] if self.fusion is None else [self.fusion]), *self.fusion_choices]):
+            raise ConfigError("ddrm.fusion and ddrm.fusion_choices must lie in [0, 1] (0 = the backend's ranking, "
+                              "1 = DDRM's).")
         make_betas(self.schedule, self.steps, self.noise_scale, self.noise_min, self.noise_max, self.first_beta)
 
     @property
@@ -265,6 +276,13 @@ class DDRMModule(nn.Module):
         return (xu * xi).sum(1)
 
 
+def _standardise(scores: torch.Tensor) -> torch.Tensor:
+    """Each row [B, n] to zero mean and unit standard deviation (a constant row to zeros)."""
+    scores = scores.float()
+    mean = scores.mean(dim=1, keepdim=True)
+    return (scores - mean) / scores.std(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 def history_keys(histories: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
     """A noise key per fold-in history: int64 [B], a hash of the set of items (order and batch do not matter;
     offset past 2**32 so that it never equals a known user's index)."""
@@ -335,7 +353,34 @@ class DDRM(Recommender):
                                                state_path=state_path, on_validation=on_validation)
         self.module_.train(False)
         self.backend.module_._frozen = None
+        if self.config.fusion_choices:
+            self._select_fusion(data)
         return self
+
+    def _select_fusion(self, data: Interactions) -> None:
+        """Set ``fusion`` to the choice with the best validation metric; ``fusion_scores_`` keeps them all."""
+        from .evaluation import evaluate
+
+        scores: dict[float, float] = {}
+        for w in dict.fromkeys(self.config.fusion_choices):
+            self.config = dataclasses.replace(self.config, fusion=float(w))
+            res = evaluate(self, data, "valid", self.eval.ks, self.eval.batch_size, device=self.device_)
+            scores[float(w)] = res.metrics[self.eval.metric]
+        best = max(scores, key=lambda k: scores[k])
+        self.config = dataclasses.replace(self.config, fusion=best)
+        self.fusion_scores_ = scores
+        logger.info("score fusion weight: %g (validation %s %s)", best, self.eval.metric,
+                    ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()))
+
+    def _fuse(self, ddrm_scores: torch.Tensor, backend_scores) -> torch.Tensor:
+        """``(1 - w) z(backend) + w z(ddrm)`` per row; the backend's (DDRM's) scores themselves at w = 0 (1)."""
+        w = self.config.fusion
+        if w is None or w == 1:
+            return ddrm_scores
+        b = backend_scores()
+        if w == 0:
+            return b
+        return (1 - w) * _standardise(b.to(ddrm_scores.device)) + w * _standardise(ddrm_scores)
 
     def measured_noise_ratio(self) -> float:
         """Mean ||q_sample(e, T-1) - sqrt(abar) e|| / ||e|| over item embeddings: the noise actually injected."""
@@ -351,9 +396,12 @@ class DDRM(Recommender):
         return self.module_.generate(users)
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        """Scores [B, n_items] of every item against the generated ideal item."""
+        """Scores [B, n_items] of every item against the generated ideal item (fused with the backend's scores when
+        ``fusion`` is set)."""
         self._check_fitted()
-        return self.module_.score(users)
+        if self.config.fusion == 0:
+            return self.backend.score(users)
+        return self._fuse(self.module_.score(users), lambda: self.backend.score(users))
 
     @torch.no_grad()
     def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
@@ -367,8 +415,11 @@ class DDRM(Recommender):
         i_all = self.backend.item_embeddings()
         avg = history_mean(histories, i_all)
         x0 = None if self.config.start == "noise" else avg
+        if self.config.fusion == 0:
+            return self.backend.score_history(histories)
         keys = history_keys(histories, i_all.device)
-        return self.module_.reverse(x0, avg, keys, seed) @ i_all.T
+        return self._fuse(self.module_.reverse(x0, avg, keys, seed) @ i_all.T,
+                          lambda: self.backend.score_history(histories))
 
     def noise_scores(self, data: Interactions) -> np.ndarray:
         """DDRM's reweighting score s_pos for every training interaction (CSR order) [nnz]; low = likely noise."""
