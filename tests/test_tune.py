@@ -162,3 +162,15 @@ def test_categorical_list_choices_reach_the_config(tmp_path, capsys):
     best = yaml.safe_load((tmp_path / "o" / "best.yaml").read_text())
     assert best["ddrm"]["dims"] == p["best"]["params"]["ddrm.dims"] and best["train"]["epochs"] == 2
     assert Path(best["backend_checkpoint"]).is_file()  # the backend fitted once for every trial
+
+
+def test_invalid_trials_fail_alone_and_a_study_without_any_success_is_one_sentence(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text("params:\n  topk: {type: int, low: -5, high: 0}\n")  # ItemKNN refuses topk < 1
+    assert main(["tune", "--model", "itemknn", *TINY, "--space", str(space), "--trials", "3", "--output",
+                 str(tmp_path / "o"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no trial completed" in err[-1] and err[-1].startswith("ddrm: error:") and len(err) == 4  # + 3 warnings
+    assert all("failed: topk must be >= 1" in line for line in err[:3])
+    rows = _rows(tmp_path / "o" / "trials.csv")
+    assert len(rows) == 3 and all(r["state"] == "fail" and "topk" in r["error"] for r in rows)

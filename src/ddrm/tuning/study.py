@@ -78,7 +78,7 @@ def _optuna():
         import optuna
     except ImportError:
         raise ConfigError("ddrm tune needs Optuna: pip install 'ddrm[tune]'.") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # ddrm logs each trial itself
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
 
@@ -188,7 +188,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
         try:
             model = fitter.fit(cfg, report)
             value = fitter.validate(model, cfg)
-        except DDRMError as exc:  # an invalid combination or a diverging run: a failed trial, not a failed study
+        except (DDRMError, ValueError) as exc:  # an invalid value or combination, a diverging run: a failed trial
             trial.set_user_attr("error", str(exc))
             logger.warning("trial %d failed: %s", trial.number, exc)
             value = math.nan
