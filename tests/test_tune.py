@@ -174,3 +174,24 @@ def test_invalid_trials_fail_alone_and_a_study_without_any_success_is_one_senten
     assert all("failed: topk must be >= 1" in line for line in err[:3])
     rows = _rows(tmp_path / "o" / "trials.csv")
     assert len(rows) == 3 and all(r["state"] == "fail" and "topk" in r["error"] for r in rows)
+
+
+def test_a_worker_losing_the_schema_race_retries(tmp_path, monkeypatch):
+    """Two workers creating one new storage together: the one whose schema insert collides opens it again."""
+    import optuna
+
+    from ddrm.tuning.study import open_storage
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    class IntegrityError(Exception):
+        pass
+
+    def flaky(url, **kw):
+        calls.append(url)
+        if len(calls) == 1:
+            raise IntegrityError("UNIQUE constraint failed: alembic_version.version_num")
+        return real(url, **kw)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
+    assert open_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path) is not None and len(calls) == 2

@@ -95,17 +95,23 @@ def open_storage(url: str | None, output: Path):
         output.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{output / 'study.db'}"
     shown = _hide_password(url)
-    try:
-        if "://" not in url:
-            from optuna.storages.journal import JournalFileBackend
+    for attempt in range(5):
+        try:
+            if "://" not in url:
+                from optuna.storages.journal import JournalFileBackend
 
-            return optuna.storages.JournalStorage(JournalFileBackend(url))
-        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
-    except Exception as exc:  # sqlalchemy / driver errors come in many types; each is one sentence for the user
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--storage {shown}: cannot open the study storage ({type(exc).__name__}: "
-                          f"{reason[:200]}).") from None
+                return optuna.storages.JournalStorage(JournalFileBackend(url))
+            kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:  # sqlalchemy / driver errors come in many types; each is one sentence for the user
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # workers starting together race to create the schema of a new storage: the loser retries and finds it
+            if attempt < 4 and (type(exc).__name__ == "IntegrityError" or "locked" in reason):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise ConfigError(f"--storage {shown}: cannot open the study storage ({type(exc).__name__}: "
+                              f"{reason[:200]}).") from None
+    raise AssertionError("unreachable")
 
 
 def _pruner(name: str):
