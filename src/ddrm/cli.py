@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
 import logging
 import sys
@@ -262,7 +261,7 @@ def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_c
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from .baselines import BASELINES
+    from .baselines import BASELINES, parameters
 
     params, run = _split_overrides(args.overrides)
     file_cfg = load_yaml(args.config) if args.config else {}
@@ -271,12 +270,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.config}: unknown section {unknown[0]!r} (a baseline config holds data, eval and "
                          f"one section per baseline).")
     params = deep_merge(file_cfg.get(args.name.lower(), {}) or {}, params)
-    cls = BASELINES.get(args.name.lower())
-    if cls is not None and "seed" in inspect.signature(cls.__init__).parameters and args.seed is not None:
+    if args.seed is not None and "seed" in parameters(args.name):
         params["seed"] = args.seed
-    name = args.data if args.data is not None else None if "name" in file_cfg.get("data", {}) else "synthetic"
     data_cfg = build_config(DataConfig, overrides=deep_merge(deep_merge(file_cfg.get("data", {}),
-                                                                        _data_flags(args, name)), run.get("data", {})))
+                                                                        _data_flags(args, args.data)),
+                                                             run.get("data", {})))  # no name anywhere: synthetic
     eval_cfg = build_config(EvalConfig, overrides=deep_merge(file_cfg.get("eval", {}), run.get("eval", {})))
     payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet, device=args.device or "cpu")
     text = _metrics_text(payload, eval_cfg.ks, f"{payload['model']} {payload['params']} on {payload['data']['name']}")
@@ -457,14 +455,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
                        study=args.study, space=args.space, output=args.output, pruner=args.pruner,
                        seed=args.seed if args.seed is not None else 0, worker=args.worker, final=args.final,
                        quiet=args.quiet)
-    from .baselines import BASELINES
+    from .baselines import parameters
     from .tuning import resolve_model
 
     spec = resolve_model(args.model)
     overrides = list(args.overrides)  # --seed seeds the sampler and every trial; --device runs the trained models
     if args.seed is not None and spec.kind != "baseline":
         overrides.append(f"seed={args.seed}")
-    elif args.seed is not None and "seed" in inspect.signature(BASELINES[spec.name].__init__).parameters:
+    elif args.seed is not None and "seed" in parameters(spec.name):
         overrides.append(f"{spec.name}.seed={args.seed}")
     if args.device is not None and spec.kind != "baseline":
         overrides.append(f"train.device={args.device}")

@@ -23,24 +23,33 @@ T = TypeVar("T")
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``["a.b=1", "c=[1, 2]"]`` -> ``{"a": {"b": 1}, "c": [1, 2]}``; values are parsed as YAML scalars/lists."""
-    out: dict[str, Any] = {}
+    pairs: list[tuple[str, Any]] = []
     for item in items:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value.")
         key, raw = item.split("=", 1)
-        key = key.strip()
-        if not key or any(not part for part in key.split(".")):
+        if not key.strip() or any(not part for part in key.strip().split(".")):
             raise ConfigError(f"override {item!r} has an empty key.")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        pairs.append((key.strip(), value))
+    return nest(pairs)
+
+
+def nest(pairs: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted keys with their values -> a nested dict: ``{"a.b": 1, "c": 2}`` -> ``{"a": {"b": 1}, "c": 2}``."""
+    out: dict[str, Any] = {}
+    for key, value in (pairs.items() if isinstance(pairs, Mapping) else pairs):
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"config key {key!r} has an empty part.")
         node = out
         parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r} conflicts with another override of {part!r}.")
+                raise ConfigError(f"override {key!r} conflicts with another override of {part!r}.")
         node[parts[-1]] = value
     return out
 

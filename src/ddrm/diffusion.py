@@ -35,6 +35,11 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def inference_salt(seed: int, step: int = 0) -> int:
+    """The ``keyed_normal`` salt of a model's inference noise at ``step`` (models differ by seed, steps by step)."""
+    return (seed + 2) * 100_003 + step
+
+
 def keyed_normal(keys: torch.Tensor, dim: int, salt: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal noise [B, dim] whose row b depends only on ``(keys[b], salt)``: a key gets the same noise
     whatever batch, batch size or process draws it (counter-based: hashed integers -> Box-Muller).

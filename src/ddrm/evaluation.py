@@ -15,9 +15,9 @@ and averaged over users with at least one ground-truth item.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -165,6 +165,20 @@ def evaluate(
     metrics = {key: sums[key] / max(n, 1) for key in sums}
     pu = {key: np.concatenate(v) if v else np.zeros(0) for key, v in collected.items()} if per_user else None
     return EvalResult(metrics, users, pu)
+
+
+def select_on_validation(model: Scorer, data: Interactions, choices: Sequence, use: Callable[[Any], None],
+                         ks: Sequence[int], metric: str, batch_size: int | None = None,
+                         device: str | torch.device = "cpu") -> tuple[Any, dict[Any, float]]:
+    """Try each of ``choices`` (applied to ``model`` by ``use(choice)``) on the validation split; apply the one with
+    the best ``metric`` (the first on ties) and return it with every choice's validation score."""
+    scores: dict[Any, float] = {}
+    for choice in dict.fromkeys(choices):
+        use(choice)
+        scores[choice] = evaluate(model, data, "valid", ks, batch_size, device=device).metrics[metric]
+    best = max(scores, key=lambda k: scores[k])
+    use(best)
+    return best, scores
 
 
 def noise_auc(scores: np.ndarray, is_noise: np.ndarray) -> float:

@@ -29,7 +29,15 @@ from .checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
 from .config import from_dict, to_dict
 from .data.interactions import Interactions
 from .denoiser import Activation, MLPDenoiser
-from .diffusion import GaussianDiffusion, Prediction, Schedule, keyed_normal, make_betas, mix32
+from .diffusion import (
+    GaussianDiffusion,
+    Prediction,
+    Schedule,
+    inference_salt,
+    keyed_normal,
+    make_betas,
+    mix32,
+)
 from .errors import ConfigError
 from .recommender import Recommender
 from .settings import EvalConfig
@@ -229,8 +237,7 @@ class DDRMModule(nn.Module):
 
     def _noise(self, keys: torch.Tensor, step: int, like: torch.Tensor, seed: int | None) -> torch.Tensor:
         """Inference noise [B, d] for step ``step`` (T = the start's noising), keyed by ``keys`` [B]."""
-        salt = ((self.seed if seed is None else seed) + 2) * 100_003 + step
-        return keyed_normal(keys, like.shape[1], salt, like.dtype)
+        return keyed_normal(keys, like.shape[1], inference_salt(self.seed if seed is None else seed, step), like.dtype)
 
     @torch.no_grad()
     def reverse(self, x0: torch.Tensor | None, cond: torch.Tensor, keys: torch.Tensor, seed: int | None = None
@@ -359,28 +366,28 @@ class DDRM(Recommender):
 
     def _select_fusion(self, data: Interactions) -> None:
         """Set ``fusion`` to the choice with the best validation metric; ``fusion_scores_`` keeps them all."""
-        from .evaluation import evaluate
+        from .evaluation import select_on_validation
 
-        scores: dict[float, float] = {}
-        for w in dict.fromkeys(self.config.fusion_choices):
-            self.config = dataclasses.replace(self.config, fusion=float(w))
-            res = evaluate(self, data, "valid", self.eval.ks, self.eval.batch_size, device=self.device_)
-            scores[float(w)] = res.metrics[self.eval.metric]
-        best = max(scores, key=lambda k: scores[k])
-        self.config = dataclasses.replace(self.config, fusion=best)
-        self.fusion_scores_ = scores
+        def use(w: float) -> None:
+            self.config = dataclasses.replace(self.config, fusion=w)
+
+        best, self.fusion_scores_ = select_on_validation(self, data, [float(w) for w in self.config.fusion_choices],
+                                                         use, self.eval.ks, self.eval.metric, self.eval.batch_size,
+                                                         self.device_)
         logger.info("score fusion weight: %g (validation %s %s)", best, self.eval.metric,
-                    ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()))
+                    ", ".join(f"{k:g}: {v:.4f}" for k, v in self.fusion_scores_.items()))
 
-    def _fuse(self, ddrm_scores: torch.Tensor, backend_scores) -> torch.Tensor:
-        """``(1 - w) z(backend) + w z(ddrm)`` per row; the backend's (DDRM's) scores themselves at w = 0 (1)."""
+    def _fuse(self, ddrm_scores: Callable[[], torch.Tensor], backend_scores: Callable[[], torch.Tensor]
+              ) -> torch.Tensor:
+        """``(1 - w) z(backend) + w z(ddrm)`` per row; only the backend's (DDRM's) scores are computed at w = 0 (1
+        or unset)."""
         w = self.config.fusion
         if w is None or w == 1:
-            return ddrm_scores
-        b = backend_scores()
+            return ddrm_scores()
         if w == 0:
-            return b
-        return (1 - w) * _standardise(b.to(ddrm_scores.device)) + w * _standardise(ddrm_scores)
+            return backend_scores()
+        d = ddrm_scores()
+        return (1 - w) * _standardise(backend_scores().to(d.device)) + w * _standardise(d)
 
     def measured_noise_ratio(self) -> float:
         """Mean ||q_sample(e, T-1) - sqrt(abar) e|| / ||e|| over item embeddings: the noise actually injected."""
@@ -399,9 +406,7 @@ class DDRM(Recommender):
         """Scores [B, n_items] of every item against the generated ideal item (fused with the backend's scores when
         ``fusion`` is set)."""
         self._check_fitted()
-        if self.config.fusion == 0:
-            return self.backend.score(users)
-        return self._fuse(self.module_.score(users), lambda: self.backend.score(users))
+        return self._fuse(lambda: self.module_.score(users), lambda: self.backend.score(users))
 
     @torch.no_grad()
     def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
@@ -415,10 +420,8 @@ class DDRM(Recommender):
         i_all = self.backend.item_embeddings()
         avg = history_mean(histories, i_all)
         x0 = None if self.config.start == "noise" else avg
-        if self.config.fusion == 0:
-            return self.backend.score_history(histories)
         keys = history_keys(histories, i_all.device)
-        return self._fuse(self.module_.reverse(x0, avg, keys, seed) @ i_all.T,
+        return self._fuse(lambda: self.module_.reverse(x0, avg, keys, seed) @ i_all.T,
                           lambda: self.backend.score_history(histories))
 
     def noise_scores(self, data: Interactions) -> np.ndarray:

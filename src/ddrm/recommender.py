@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,9 @@ class Recommender:
     name = "recommender"
     train_: Any = None
 
-    def fit(self, data: Interactions) -> Recommender:
+    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> Recommender:
+        """Fit on ``data.train``. A trained model calls ``on_validation(epoch, score)`` after each of its
+        validations (the tuner's pruning hook); a closed-form model has none and never calls it."""
         raise NotImplementedError
 
     def score(self, users: torch.Tensor) -> torch.Tensor:

@@ -106,22 +106,17 @@ class Backend(Recommender):
     def _select_depth(self, data: Interactions) -> None:
         """Set ``infer_layers`` to the choice with the best validation ``eval.metric`` (the first one on ties);
         ``self.depth_scores_`` keeps ``{depth: validation metric}``."""
-        from ..evaluation import evaluate
+        from ..evaluation import select_on_validation
 
         def use(depth: int) -> None:
             self.config = dataclasses.replace(self.config, infer_layers=depth)
             self.module_.cfg, self.module_._frozen = self.config, None  # the cached embeddings had the old depth
 
-        scores: dict[int, float] = {}
-        for depth in dict.fromkeys(self.config.infer_layers_choices):
-            use(depth)
-            res = evaluate(self, data, "valid", self.eval.ks, self.eval.batch_size, device=self.device_)
-            scores[depth] = res.metrics[self.eval.metric]
-        best = max(scores, key=lambda k: scores[k])
-        use(best)
-        self.depth_scores_ = scores
+        best, self.depth_scores_ = select_on_validation(self, data, self.config.infer_layers_choices, use,
+                                                        self.eval.ks, self.eval.metric, self.eval.batch_size,
+                                                        self.device_)
         logger.info("propagation depth at inference: %d (validation %s %s)", best, self.eval.metric,
-                    ", ".join(f"{k}: {v:.4f}" for k, v in scores.items()))
+                    ", ".join(f"{k}: {v:.4f}" for k, v in self.depth_scores_.items()))
 
     def user_embeddings(self) -> torch.Tensor:
         """Final (propagated) user embeddings [n_users, d], computed once, no grad."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ..recommender import Recommender, build_from_registry
@@ -15,9 +16,15 @@ BASELINES: dict[str, type[Recommender]] = {"mostpop": MostPop, "itemknn": ItemKN
                                            "ials": IALS, "diffrec": DiffRec}
 
 
+def parameters(name: str) -> list[str]:
+    """The hyper-parameters baseline ``name`` takes (its ``__init__`` arguments); ``[]`` for an unknown name."""
+    cls = BASELINES.get(name.lower())
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"] if cls else []
+
+
 def build(name: str, **params: Any) -> Recommender:
     """A baseline by name (``mostpop``, ``itemknn``, ``ease``, ``rp3beta``, ``ials``, ``diffrec``) with its hyper-parameters."""
     return build_from_registry(BASELINES, name, "baseline", params)
 
 
-__all__ = ["BASELINES", "build", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "RP3beta"]
+__all__ = ["BASELINES", "build", "parameters", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "RP3beta"]

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..data.interactions import Interactions
 from ..denoiser import timestep_embedding
-from ..diffusion import GaussianDiffusion, keyed_normal, make_betas
+from ..diffusion import GaussianDiffusion, inference_salt, keyed_normal, make_betas
 from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..progress import progress
@@ -145,7 +145,7 @@ class DiffRec(Recommender):
         x = self._rows(users.cpu().numpy())
         d = self.diffusion_
         if self.noise_steps > 0:  # noise keyed per user: a user's scores do not depend on the batch
-            noise = keyed_normal(users.to(x.device), x.shape[1], (self.seed + 2) * 100_003, x.dtype)
+            noise = keyed_normal(users.to(x.device), x.shape[1], inference_salt(self.seed), x.dtype)
             x = d.q_sample(x, torch.full((x.shape[0],), self.noise_steps - 1, device=x.device), noise=noise)
         coefs = d.scalar_coefficients()
         for step in range(self.steps - 1, -1, -1):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -22,7 +24,7 @@ class EASE(ItemItemModel):
         self.reg = reg
         self.max_items = max_items
 
-    def fit(self, data: Interactions) -> EASE:
+    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> EASE:
         if self.reg <= 0:
             raise ValueError(f"reg must be > 0, got {self.reg}")
         self._guard(data.n_items)

@@ -9,6 +9,7 @@ Needs the optional extra ``ddrm[ials]`` (``pip install implicit``). The factors 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,7 +61,7 @@ class IALS(Recommender):
         self.seed = seed
         self.threads = threads
 
-    def fit(self, data: Interactions) -> IALS:
+    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> IALS:
         user, item = ials_factors(data.train, self.factors, self.reg, self.alpha, self.iterations, self.seed,
                                   self.threads)
         self.user_factors_, self.item_factors_ = torch.from_numpy(user), torch.from_numpy(item)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -22,7 +24,7 @@ class ItemKNN(ItemItemModel):
         self.shrink = shrink
         self.max_items = max_items
 
-    def fit(self, data: Interactions) -> ItemKNN:
+    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> ItemKNN:
         if self.topk < 1 or self.shrink < 0:
             raise ValueError("topk must be >= 1 and shrink >= 0")
         self._guard(data.n_items)
@@ -53,7 +55,7 @@ class RP3beta(ItemItemModel):
         self.topk = topk
         self.max_items = max_items
 
-    def fit(self, data: Interactions) -> RP3beta:
+    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> RP3beta:
         if self.topk < 1 or self.alpha <= 0:
             raise ValueError("topk must be >= 1 and alpha > 0")
         self._guard(data.n_items)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -17,7 +19,7 @@ class MostPop(Recommender):
     def __init__(self) -> None:
         pass
 
-    def fit(self, data: Interactions) -> MostPop:
+    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> MostPop:
         self.train_ = data.train
         self.popularity_ = torch.from_numpy(np.asarray(data.train.sum(axis=0), dtype=np.float32).ravel())
         return self

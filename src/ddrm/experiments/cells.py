@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..baselines import BASELINES
 from ..config import build_config, deep_merge, load_yaml
 from ..data.interactions import Interactions
 from ..errors import ConfigError
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 KS = (10, 20)
 PER_USER = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
-BASELINE_NAMES = ("mostpop", "itemknn", "ease", "rp3beta", "ials", "diffrec")
+BASELINE_NAMES = tuple(BASELINES)
 
 
 @dataclass
@@ -78,12 +79,10 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
     eval_cfg = EvalConfig(ks=(10, 20, 50, 100))
     t0 = time.perf_counter()
     if cell.kind == "baseline":
-        import inspect
-
-        from ..baselines import BASELINES, build
+        from ..baselines import build, parameters
 
         params = dict(cell.config)
-        accepted = inspect.signature(BASELINES[cell.name].__init__).parameters
+        accepted = parameters(cell.name)
         if "seed" in accepted:  # a seeded baseline (iALS, DiffRec) takes the cell's seed, whatever its config says
             params["seed"] = cell.seed
         if "quiet" in accepted:

@@ -57,20 +57,21 @@ class Setup:
     data_cache: dict[str, Interactions] = field(default_factory=dict)
     quick_settings: dict[str, Any] = field(default_factory=lambda: preset("quick"))
 
+    def _tuned_path(self, dataset: str, name: str) -> Path:
+        return self.configs / dataset / "tuned" / f"{name}.yaml"
+
     def has_tuned(self, dataset: str, name: str) -> bool:
         """Whether ``tuned`` runs take a tuned config for ``name`` on ``dataset``."""
-        return self.tuned and not self.quick and (self.configs / dataset / "tuned" / f"{name}.yaml").is_file()
+        return self.tuned and not self.quick and self._tuned_path(dataset, name).is_file()
 
     def tuned_config(self, dataset: str, name: str) -> dict[str, Any] | None:
         """``configs/<dataset>/tuned/<name>.yaml`` (written by ``ddrm tune``) when ``tuned`` and it exists; a missing
         one is logged and the hand-set recipe is used (the table marks the row)."""
-        if not self.tuned or self.quick:
+        if not self.has_tuned(dataset, name):
+            if self.tuned and not self.quick:
+                logger.warning("no tuned config %s: %s keeps its hand-set recipe", self._tuned_path(dataset, name), name)
             return None
-        path = self.configs / dataset / "tuned" / f"{name}.yaml"
-        if not path.is_file():
-            logger.warning("no tuned config %s: %s keeps its hand-set recipe", path, name)
-            return None
-        cfg = load_yaml(path)
+        cfg = load_yaml(self._tuned_path(dataset, name))
         cfg.pop("output", None)
         cfg.pop("backend_checkpoint", None)
         return cfg

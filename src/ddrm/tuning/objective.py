@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
 import logging
 import typing
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import build_config, deep_merge, parse_overrides, to_dict
+from ..config import build_config, deep_merge, nest, parse_overrides, to_dict
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..evaluation import evaluate
@@ -103,25 +102,19 @@ def trial_config(spec: ModelSpec, base: dict[str, Any], fixed: dict[str, Any], p
                  ) -> dict[str, Any]:
     """``base`` < the space's ``fixed`` settings < this trial's ``params`` (dotted keys). A baseline's keys are its
     constructor parameters, placed in its own section."""
-    nested = parse_overrides([f"{k}={_yaml_value(v)}" for k, v in params.items()])
+    nested = nest(params)
     if spec.kind == "baseline":
         return deep_merge(base, {spec.name: deep_merge(fixed, nested)})
     return deep_merge(deep_merge(base, fixed), nested)
-
-
-def _yaml_value(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 def check_keys(spec: ModelSpec, keys: list[str], where: str) -> None:
     """Every searched / fixed key must be a parameter of the model (one sentence naming the first one that is not)."""
     for key in keys:
         if spec.kind == "baseline":
-            from ..baselines import BASELINES
+            from ..baselines import parameters
 
-            allowed = [p for p in inspect.signature(BASELINES[spec.name].__init__).parameters if p != "self"]
+            allowed = parameters(spec.name)
             if key not in allowed:
                 raise ConfigError(f"{where}: unknown parameter {key!r} for {spec.name}; allowed: {', '.join(allowed)}.")
             continue
@@ -183,16 +176,12 @@ class Fitter:
             self.data, on_validation=report)
 
     def _fit_baseline(self, cfg: dict[str, Any], report: Report | None):
-        from ..baselines import BASELINES, build
+        from ..baselines import build, parameters
 
         params = dict(cfg.get(self.spec.name, {}))
-        accepted = inspect.signature(BASELINES[self.spec.name].__init__).parameters
-        if "quiet" in accepted:
+        if "quiet" in parameters(self.spec.name):
             params.setdefault("quiet", True)
-        model = build(self.spec.name, **params)
-        if "on_validation" in inspect.signature(model.fit).parameters:
-            return model.fit(self.data, on_validation=report)
-        return model.fit(self.data)
+        return build(self.spec.name, **params).fit(self.data, on_validation=report)
 
     def backend(self, run_cfg):
         """DDRM's backend: ``backend_checkpoint``, else fitted once into ``output/backend.pt`` (reused on resume)."""

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..config import load_yaml, parse_overrides
+from ..config import load_yaml, nest
 from ..errors import ConfigError
 
 KINDS = ("float", "int", "categorical")
@@ -120,8 +120,7 @@ def load_space(path: str | os.PathLike[str], model: str | None = None) -> Search
     fixed = raw.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise ConfigError(f"{where}: 'fixed' must map config keys to values.")
-    nested = parse_overrides([f"{k}={json.dumps(v)}" for k, v in fixed.items()]) if fixed else {}
-    return SearchSpace(str(raw.get("model") or model or ""), params, nested, where)
+    return SearchSpace(str(raw.get("model") or model or ""), params, nest(fixed), where)
 
 
 def _number(value: Any) -> Any:

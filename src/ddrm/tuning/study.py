@@ -94,8 +94,8 @@ def open_storage(url: str | None, output: Path):
     if url is None:
         output.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{output / 'study.db'}"
-    shown = _hide_password(url)
-    for attempt in range(5):
+    shown, attempt = _hide_password(url), 0
+    while True:
         try:
             if "://" not in url:
                 from optuna.storages.journal import JournalFileBackend
@@ -106,12 +106,12 @@ def open_storage(url: str | None, output: Path):
         except Exception as exc:  # sqlalchemy / driver errors come in many types; each is one sentence for the user
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             # workers starting together race to create the schema of a new storage: the loser retries and finds it
-            if attempt < 4 and (type(exc).__name__ == "IntegrityError" or "locked" in reason):
-                time.sleep(0.5 * (attempt + 1))
+            attempt += 1
+            if attempt < 5 and (type(exc).__name__ == "IntegrityError" or "locked" in reason):
+                time.sleep(0.5 * attempt)
                 continue
             raise ConfigError(f"--storage {shown}: cannot open the study storage ({type(exc).__name__}: "
                               f"{reason[:200]}).") from None
-    raise AssertionError("unreachable")
 
 
 def _pruner(name: str):
@@ -160,6 +160,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     metric = fitter.eval_config(trial_config(spec, base, space.fixed, {})).metric
 
     storage = open_storage(opts.storage, output)
+    storage_shown = _hide_password(opts.storage or str(output / "study.db"))
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
                                 pruner=_pruner(opts.pruner), load_if_exists=True)
     identity = {"model": spec.name, "metric": metric, "data": data.fingerprint()}
@@ -168,7 +169,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
         if seen is None:
             study.set_user_attr(key, value)
         elif seen != value:
-            raise ConfigError(f"study {study_name!r} in {_hide_password(opts.storage or str(output / 'study.db'))} "
+            raise ConfigError(f"study {study_name!r} in {storage_shown} "
                               f"was made with {key} {seen!r}, not {value!r}; choose another --study or --output.")
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     before = len(study.get_trials(deepcopy=False))
@@ -227,8 +228,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
                                   f"{output / 'trials.csv'} lists the finished trials", stop.signum, str(output))
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
     payload: dict[str, Any] = {
-        "command": "tune", "model": spec.name, "study": study_name, "storage": _hide_password(opts.storage or str(
-            output / "study.db")), "metric": metric, "space": space.describe(), "space_file": space.source,
+        "command": "tune", "model": spec.name, "study": study_name, "storage": storage_shown, "metric": metric, "space": space.describe(), "space_file": space.source,
         "trials": counts, "budget": budget, "pruner": opts.pruner, "seed": opts.seed,
         "data": {"name": data.name, "fingerprint": data.fingerprint()}, "output": str(output),
         "trials_csv": str(output / "trials.csv"), "seconds": time.perf_counter() - t0,
