@@ -19,6 +19,8 @@ import math
 import re
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,12 @@ def _hide_password(url: str) -> str:
 
 def open_storage(url: str | None, output: Path):
     """An Optuna storage: ``url`` with a scheme is an RDB URL, without one a journal file; None = SQLite in
-    ``output``. A storage that cannot be opened is one sentence naming it."""
+    ``output``. A storage that cannot be opened is one sentence naming it.
+
+    Workers that start together on a new storage race to create its schema. For an SQLite file the creation is
+    serialised by a lock file beside it; a server database's losing worker sees the schema half-made (a duplicate
+    key or table) and retries until it finds it whole.
+    """
     optuna = _optuna()
     if url is None:
         output.mkdir(parents=True, exist_ok=True)
@@ -101,17 +108,32 @@ def open_storage(url: str | None, output: Path):
                 from optuna.storages.journal import JournalFileBackend
 
                 return optuna.storages.JournalStorage(JournalFileBackend(url))
-            kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            if url.startswith("sqlite:///"):
+                with _file_lock(Path(url[len("sqlite:///"):]).with_suffix(".lock")):
+                    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+            return optuna.storages.RDBStorage(url)
         except Exception as exc:  # sqlalchemy / driver errors come in many types; each is one sentence for the user
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            # workers starting together race to create the schema of a new storage: the loser retries and finds it
             attempt += 1
-            if attempt < 5 and (type(exc).__name__ == "IntegrityError" or "locked" in reason):
+            racing = type(exc).__name__ == "IntegrityError" or "already exists" in reason or "locked" in reason
+            if attempt < 5 and racing:
                 time.sleep(0.5 * attempt)
                 continue
             raise ConfigError(f"--storage {shown}: cannot open the study storage ({type(exc).__name__}: "
                               f"{reason[:200]}).") from None
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if needed; its folder must exist) for the block."""
+    import fcntl
+
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _pruner(name: str):
