@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -197,3 +199,91 @@ def test_score_fusion_weight_0_is_the_backend_and_selection_never_loses_on_valid
     torch.testing.assert_close(again.score(u[:5]), chosen.score(u[:5]))
     with pytest.raises(ConfigError, match="fusion"):
         DDRMConfig(fusion_choices=[1.5]).validate()
+
+
+def test_start_mixture_endpoints_are_the_pure_starts_and_selection_is_on_validation(setup):
+    data, backend = setup
+    u = torch.arange(data.n_users)
+    m = small_ddrm(backend, noise_scale=50.0).fit(data)  # the diffusion far from the identity
+    state = m.module_.state_dict()
+
+    def scores(**kw) -> torch.Tensor:
+        other = small_ddrm(backend, noise_scale=50.0, **kw)
+        other.fit(data)
+        other.module_.load_state_dict(state)
+        return other.score(u)
+
+    hist, user = scores(start="history"), scores(start="user")
+    assert not torch.allclose(hist, user)
+    assert torch.equal(scores(start="mix", start_mix=0.0), hist)
+    assert torch.equal(scores(start="mix", start_mix=1.0), user)
+    half = scores(start="mix", start_mix=0.5)
+    assert not torch.allclose(half, hist) and not torch.allclose(half, user)
+    # the mixture is the lerp of the two starts, run through the same reverse process
+    mod = m.module_
+    u_all, i_all = backend.module_.frozen()
+    x0 = 0.5 * mod.history_average(u, i_all) + 0.5 * u_all
+    torch.testing.assert_close(half, mod.reverse(x0, u_all, u) @ i_all.T)
+    chosen = small_ddrm(backend, noise_scale=50.0, start_mix_choices=[0.0, 0.5, 1.0]).fit(data)
+    assert chosen.config.start == "mix"
+    valid = {}
+    for w in (0.0, 0.5, 1.0):
+        chosen.config = dataclasses.replace(chosen.config, start_mix=w)
+        valid[w] = evaluate(chosen, data, "valid", (20,)).metrics["recall@20"]
+    assert chosen.selection_["start_mix"] == pytest.approx(valid)
+    chosen.select_inference(data)
+    assert chosen.config.start_mix == max(valid, key=valid.get)
+
+
+def test_start_step_decouples_the_inference_noise_level_from_T(setup):
+    data, backend = setup
+    u = torch.arange(data.n_users)
+    m = small_ddrm(backend, noise_scale=50.0).fit(data)
+    state = m.module_.state_dict()
+
+    def with_step(k: int) -> DDRM:
+        other = small_ddrm(backend, noise_scale=50.0, start_step=k)
+        other.fit(data)
+        other.module_.load_state_dict(state)
+        return other
+
+    torch.testing.assert_close(with_step(5).score(u), m.score(u))  # k = T: the paper's inference
+    u_all, i_all = backend.module_.frozen()
+    start = m.module_.history_average(u, i_all)
+    torch.testing.assert_close(with_step(0).score(u), start @ i_all.T)  # k = 0: the start point itself
+    # k = 2: noise to step 1 (sqrt(abar_1) x0 + sqrt(1 - abar_1) eps), then the reverse steps 1 and 0 only
+    two = with_step(2)
+    mod, diff = two.module_, two.module_.diffusion
+    eps = mod._noise(u, 5, start, None)
+    x = diff.sqrt_alphas_cumprod[1] * start + diff.sqrt_one_minus_alphas_cumprod[1] * eps
+    den = mod.item_denoiser
+    for step in (1, 0):
+        out = den(x, u_all, torch.full((len(u),), step))
+        x = diff.step_at(out, x, step, False, coefs=diff.scalar_coefficients())
+    torch.testing.assert_close(two.score(u), x @ i_all.T, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(two.score(u), m.score(u))
+    picked = small_ddrm(backend, noise_scale=50.0, start_step_choices=[0, 2, 5]).fit(data)
+    assert set(picked.selection_["start_step"]) == {0, 2, 5}
+    assert picked.config.start_step == max(picked.selection_["start_step"], key=picked.selection_["start_step"].get)
+    for bad in ({"start_step": 6}, {"start_step": 2, "sampling_steps": 3}, {"start_step": 2, "start": "noise"},
+                {"start_step_choices": [1.5]}, {"start_mix": 2.0}, {"guidance": "item"}):
+        with pytest.raises(ConfigError):
+            DDRMConfig(steps=5, **bad).validate()
+
+
+def test_guidance_on_both_trains_an_item_denoiser_on_user_and_history(setup, tmp_path):
+    data, backend = setup
+    u = torch.arange(data.n_users)
+    both = small_ddrm(backend, guidance="both").fit(data)
+    d = backend.module_.cfg.dim
+    assert both.module_.item_denoiser.mlp[0].in_features == 3 * d + both.config.time_dim
+    assert both.module_.user_denoiser.mlp[0].in_features == 2 * d + both.config.time_dim
+    u_all, i_all = backend.module_.frozen()
+    cond = both.module_.guidance(u_all[u], u, i_all)
+    torch.testing.assert_close(cond, torch.cat([u_all, both.module_.history_average(u, i_all)], dim=1))
+    user = small_ddrm(backend).fit(data)
+    assert not torch.allclose(both.score(u), user.score(u))
+    assert both.score_history([[1, 2, 3]]).shape == (1, data.n_items)
+    assert both.noise_scores(data).shape == (data.train.nnz,)
+    both.save(tmp_path / "b.pt", data)
+    torch.testing.assert_close(DDRM.load(tmp_path / "b.pt", data).score(u[:4]), both.score(u[:4]))

@@ -118,6 +118,21 @@ def test_experiment_table_with_a_hyphenated_backend_name(capsys, tmp_path):
     assert "vs_backend_recall@20" in rows[1]  # compared with its own backend row
 
 
+def test_experiment_table_fusion_rows_choose_the_weight_on_validation(capsys, tmp_path):
+    out = tmp_path / "t"
+    assert main(["experiment", "table", "--quick", "--backends", "mf", "--baselines", "--methods", "backend",
+                 "fusion", "--output", str(out), "--json", "--quiet"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["model"] for r in rows] == ["MF", "MF + DDRM (fused)"] and "vs_backend_recall@20" in rows[1]
+    cell = json.loads((out / "cells" / "synthetic" / "mf-fusion" / "seed0" / "metrics.json").read_text())
+    grid = [f"{0.1 * k:.1g}" if k not in (0, 10) else str(k // 10) for k in range(11)]
+    assert sorted(cell["fusion_valid"], key=float) == grid
+    assert cell["fusion_valid"][f"{cell['fusion']:g}"] == max(cell["fusion_valid"].values())
+    assert cell["metrics"]["valid"]["recall@20"] == pytest.approx(max(cell["fusion_valid"].values()))
+    backend = json.loads((out / "cells" / "synthetic" / "mf" / "seed0" / "metrics.json").read_text())
+    assert cell["fusion_valid"]["0"] == pytest.approx(backend["metrics"]["valid"]["recall@20"])
+
+
 def test_experiment_noise_and_ablation_quick(capsys, tmp_path):
     assert main(["experiment", "noise", "--quick", "--ratios", "0", "0.3", "--methods", "backend", "ddrm",
                  "--output", str(tmp_path / "noise"), "--json", "--quiet"]) == 0

@@ -116,6 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--split", nargs="+", default=["valid", "test"], choices=["valid", "test"])
     p_eval.add_argument("--ks", type=int, nargs="+", default=None, help="cut-offs (default 10 20 50 100)")
 
+    p_noise_cmd = sub.add_parser("noise", parents=[common],
+                                 help="the training interactions a model finds most likely to be noise; a cleaned copy")
+    p_noise_cmd.add_argument("--checkpoint", required=True,
+                             help="a ddrm.pt (DDRM's reweighting score) or backend.pt (the backend's score)")
+    p_noise_cmd.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
+    p_noise_cmd.add_argument("--top", type=int, default=20, help="list the N most suspect interactions (default 20)")
+    p_noise_cmd.add_argument("--drop-ratio", type=float, default=None, metavar="R",
+                             help="write the dataset without the R share of most suspect training interactions")
+    p_noise_cmd.add_argument("--output", "-o", default=None, help="folder of the cleaned dataset (with --drop-ratio)")
+    p_noise_cmd.add_argument("--threshold", type=float, default=4.0,
+                             help="with ratings and no noise label, rating < THRESHOLD counts as noise for the AUC")
+
     p_rec = sub.add_parser("recommend", parents=[common], help="top-K items for one user (raw ids in and out)")
     p_rec.add_argument("--checkpoint", required=True, help="a ddrm.pt or backend.pt checkpoint")
     p_rec.add_argument("--user", required=True, action="append", help="raw user id; repeatable")
@@ -146,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_table.add_argument("--datasets", nargs="+", default=["ml-1m_noisy"])
     p_table.add_argument("--backends", nargs="*", default=["mf", "lightgcn", "sgl"])
     p_table.add_argument("--baselines", nargs="*", default=list(BASELINES))
-    p_table.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"])
+    p_table.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"],
+                         help="backend, tce, rce, ddrm, fusion (DDRM fused with the backend, weight chosen on "
+                              "validation); default all but fusion")
     p_table.add_argument("--tuned", action="store_true",
                          help="take each model's config from CONFIGS/<dataset>/tuned/<model>.yaml (written by "
                               "'ddrm tune'; T-CE / R-CE: <backend>-tce.yaml, DDRM: ddrm-<backend>.yaml) where present")
@@ -386,6 +400,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_noise(args: argparse.Namespace) -> int:
+    from . import cleaning
+    from .checkpoint import load_checkpoint
+    from .data.writer import save_dataset
+    from .runs import load_model
+
+    if args.top < 0:
+        raise UsageError(f"--top must be >= 0, got {args.top}.")
+    if args.drop_ratio is not None and not 0 <= args.drop_ratio < 1:
+        raise UsageError(f"--drop-ratio must lie in [0, 1), got {args.drop_ratio}.")
+    if (args.drop_ratio is None) != (args.output is None):
+        raise UsageError("--drop-ratio and --output go together: the share to drop and the folder to write.")
+    payload = load_checkpoint(args.checkpoint, ("backend", "ddrm"))
+    data = _checkpoint_data(args, payload)
+    model = load_model(args.checkpoint, data, args.device or "cpu")
+    scores = cleaning.interaction_scores(model, data)
+    score_name = "DDRM reweighting score" if payload["kind"] == "ddrm" else "backend score"
+    suspects = cleaning.most_suspect(scores, data, args.top) if args.top else []
+    report = cleaning.auc_report({score_name: scores, "item popularity": cleaning.popularity_scores(data)}, data,
+                                 args.threshold)
+    out: dict[str, Any] = {"command": "noise", "checkpoint": str(args.checkpoint), "kind": payload["kind"],
+                           "score": score_name, "interactions": int(scores.size), "suspects": suspects, **report}
+    lines = [f"{score_name} of {scores.size} training interactions of {data.name} (low = likely noise)"]
+    if suspects:
+        lines.append(format_table(suspects, ["rank", "user_id", "item_id", "score"]))
+    if report:
+        lines.append(f"AUC separating clean from noisy ({report['labels']}: {report['noisy']} of "
+                     f"{report['interactions']}): " + ", ".join(f"{k} {v:.3f}" for k, v in report["auc"].items()))
+    if args.drop_ratio is not None:
+        cleaned = cleaning.drop_suspects(data, scores, args.drop_ratio)
+        folder = save_dataset(cleaned, args.output)
+        out.update({"output": str(folder), "kept": int(cleaned.train.nnz), "dropped": int(data.train.nnz
+                                                                                          - cleaned.train.nnz)})
+        lines.append(f"wrote {folder}: {out['dropped']} of {data.train.nnz} training interactions dropped; "
+                     f"retrain any model on it with --data {folder}")
+    _emit(args, out, "\n".join(lines))
+    return 0
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     import torch
 
@@ -494,9 +547,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise UsageError("--seeds must be >= 1.")
     methods = tuple(getattr(args, "methods", ()) or ())
-    unknown = sorted(set(methods) - {"backend", "tce", "rce", "ddrm"})
+    unknown = sorted(set(methods) - set(experiments.METHODS))
     if unknown:
-        raise UsageError(f"unknown method {unknown[0]!r}; use backend, tce, rce or ddrm.")
+        raise UsageError(f"unknown method {unknown[0]!r}; use {', '.join(experiments.METHODS)}.")
     if args.ddrm_epochs is not None and args.ddrm_epochs < 1:
         raise UsageError("--ddrm-epochs must be >= 1.")
     setup = experiments.Setup(configs=Path(args.configs), root=args.data_root, quick=args.quick, quiet=args.quiet,
@@ -541,7 +594,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {"info": cmd_data_info, "prepare": cmd_data_prepare, "baseline": cmd_baseline, "demo": cmd_demo,
-            "pretrain": cmd_pretrain, "train": cmd_train, "tune": cmd_tune, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "serve": cmd_serve,
+            "pretrain": cmd_pretrain, "train": cmd_train, "tune": cmd_tune, "evaluate": cmd_evaluate, "noise": cmd_noise, "recommend": cmd_recommend, "serve": cmd_serve,
             "experiment": cmd_experiment}
 
 

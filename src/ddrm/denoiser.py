@@ -35,14 +35,15 @@ class MLPDenoiser(nn.Module):
     activation follows every layer but the last. Xavier-normal weights, N(0, 0.001) biases (as the reference).
 
     ``steps``: the number of diffusion steps (every t < steps), sizing the time table of the first layer; None
-    derives it from each batch's largest t.
+    derives it from each batch's largest t. ``cond_dim``: the condition's width (default d).
 
-    Shapes: x_t [B, d], cond [B, d], t int64 [B] -> [B, d].
+    Shapes: x_t [B, d], cond [B, cond_dim], t int64 [B] -> [B, d].
     """
 
     def __init__(self, emb_dim: int, dims: Sequence[int] = (100, 1000), time_dim: int = 10,
                  activation: Activation = "sigmoid", dropout: float = 0.5,
-                 generator: torch.Generator | None = None, steps: int | None = None) -> None:
+                 generator: torch.Generator | None = None, steps: int | None = None,
+                 cond_dim: int | None = None) -> None:
         super().__init__()
         if activation not in _ACT:
             raise ConfigError(f"unknown activation {activation!r}; use tanh, sigmoid or relu.")
@@ -54,7 +55,7 @@ class MLPDenoiser(nn.Module):
         self.dropout = dropout
         self.act_ = _ACT_INPLACE[activation]
         self.time_layer = nn.Linear(time_dim, time_dim)
-        sizes = [2 * emb_dim + time_dim, *reversed(dims), *dims[1:], emb_dim]
+        sizes = [emb_dim + (emb_dim if cond_dim is None else cond_dim) + time_dim, *reversed(dims), *dims[1:], emb_dim]
         layers: list[nn.Module] = []
         for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             layers.append(nn.Linear(a, b))

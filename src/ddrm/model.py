@@ -45,7 +45,8 @@ from .training import TrainConfig, TrainResult, resolve_device, train_loop
 
 logger = logging.getLogger(__name__)
 
-Start = Literal["history", "noise", "user"]
+Start = Literal["history", "noise", "user", "mix"]
+Guidance = Literal["user", "both"]
 
 
 @dataclass
@@ -61,7 +62,16 @@ class DDRMConfig:
     user_denoiser, item_denoiser : ablation switches; a disabled denoiser passes its input through
         (item denoiser off = rank by the history average itself)
     start : inference start point: ``history`` (average of the user's train items), ``noise`` (pure Gaussian
-        noise) or ``user`` (the user's own embedding)
+        noise), ``user`` (the user's own embedding) or ``mix``: ``(1 - start_mix) history + start_mix user``
+        (``start_mix`` 0 and 1 are exactly the two pure starts)
+    start_mix_choices : if not empty, after training ``start`` becomes ``mix`` with the ``start_mix`` among these
+        that validates best (inference only: nothing is retrained)
+    start_step : inference noise level decoupled from T: noise the start to step ``k`` (1..T) and run the ``k``
+        remaining reverse steps (0 = rank by the start point itself); None = the paper (noise to T, run
+        ``sampling_steps``). Not with ``sampling_steps`` nor with ``start: noise``
+    start_step_choices : if not empty, after training (and after ``start_mix``) the best validated ``start_step``
+    guidance : what conditions the item denoiser: ``user`` (the user's embedding, the paper) or ``both`` (the user's
+        embedding and their history average, concatenated; trained that way)
     sampling_noise : add posterior noise in the reverse steps (the reference does not)
     freeze_backend : keep the backend fixed (its embeddings computed once) or fine-tune it jointly
     backend_lr : learning rate of the backend when ``freeze_backend`` is false
@@ -71,6 +81,9 @@ class DDRMConfig:
     fusion_choices : if not empty, after training the weight among these with the best validation ``eval.metric``
         becomes ``fusion`` (the first one on ties), so with 0 among the choices selection keeps or improves the
         backend on validation; the validation score of every choice is kept (``fusion_scores_``)
+
+    The ``*_choices`` are selected one after the other on validation (start_mix, start_step, fusion), each given
+    the ones before; docs/method.md ("Variants") says which to use when.
     """
 
     steps: int = 20
@@ -91,6 +104,11 @@ class DDRMConfig:
     user_denoiser: bool = True
     item_denoiser: bool = True
     start: Start = "history"
+    start_mix: float = 0.5
+    start_mix_choices: list[float] = field(default_factory=list)
+    start_step: int | None = None
+    start_step_choices: list[int] = field(default_factory=list)
+    guidance: Guidance = "user"
     sampling_noise: bool = False
     freeze_backend: bool = True
     backend_lr: float = 1e-5
@@ -109,6 +127,20 @@ class DDRMConfig:
         if any(not 0 <= w <= 1 for w in [*([] if self.fusion is None else [self.fusion]), *self.fusion_choices]):
             raise ConfigError("ddrm.fusion and ddrm.fusion_choices must lie in [0, 1] (0 = the backend's ranking, "
                               "1 = DDRM's).")
+        if any(not 0 <= w <= 1 for w in [self.start_mix, *self.start_mix_choices]):
+            raise ConfigError("ddrm.start_mix and ddrm.start_mix_choices must lie in [0, 1] (0 = the history "
+                              "average, 1 = the user's embedding).")
+        steps = [*([] if self.start_step is None else [self.start_step]), *self.start_step_choices]
+        if any(isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= self.steps for k in steps):
+            raise ConfigError(f"ddrm.start_step and ddrm.start_step_choices must be integers between 0 and "
+                              f"steps={self.steps}.")
+        if steps and self.sampling_steps is not None:
+            raise ConfigError("give ddrm.start_step (noise the start to step k, run k reverse steps) or "
+                              "ddrm.sampling_steps, not both.")
+        if steps and self.start == "noise":
+            raise ConfigError("ddrm.start_step needs a start point to noise; it does not apply to start: noise.")
+        if self.guidance not in ("user", "both"):
+            raise ConfigError(f"ddrm.guidance must be user or both, got {self.guidance!r}.")
         make_betas(self.schedule, self.steps, self.noise_scale, self.noise_min, self.noise_max, self.first_beta)
 
     @property
@@ -129,7 +161,8 @@ class DDRMModule(nn.Module):
         betas = make_betas(cfg.schedule, cfg.steps, cfg.noise_scale, cfg.noise_min, cfg.noise_max, cfg.first_beta)
         self.diffusion = GaussianDiffusion(betas, cfg.prediction)
         self.user_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g, cfg.steps)
-        self.item_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g, cfg.steps)
+        self.item_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g, cfg.steps,
+                                         cond_dim=2 * d if cfg.guidance == "both" else d)
         for p in backend.parameters():
             p.requires_grad_(not cfg.freeze_backend)
         self.seed = seed
@@ -144,6 +177,11 @@ class DDRMModule(nn.Module):
             self.generator = torch.Generator(device=dev).manual_seed(state)
         self._history = None
         return out
+
+    def train(self, mode: bool = True):
+        if mode and not self.cfg.freeze_backend:
+            self._history = None  # the backend is about to change
+        return super().train(mode)
 
     def rng_state(self) -> dict[str, torch.Tensor]:
         """The training generator's state (forward noise, timesteps, dropout), for exact resumption."""
@@ -165,6 +203,7 @@ class DDRMModule(nn.Module):
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         """Load denoisers and backend weights (the state includes ``backend.*``); drops cached embeddings."""
         self.backend._frozen = None
+        self._history = None
         return super().load_state_dict(state, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ embeddings
@@ -179,6 +218,19 @@ class DDRMModule(nn.Module):
         rows = self.train_matrix[users.cpu().numpy()]
         return history_mean_csr(rows.indptr, rows.indices, items)
 
+    def guidance(self, e_u: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The item denoiser's condition [B, d] (``user``) or [B, 2d] (``both``: [e_u, history average])."""
+        if self.cfg.guidance == "user":
+            return e_u
+        if self.cfg.freeze_backend or not self.training:
+            if self._history is None:  # every user's history average, once per set of embeddings
+                m = self.train_matrix
+                self._history = history_mean_csr(m.indptr, m.indices, items.detach())
+            h = self._history[users]
+        else:
+            h = self.history_average(users, items)
+        return torch.cat([e_u, h], dim=1)
+
     # ------------------------------------------------------------------ training
     def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
         if not self.cfg.freeze_backend:
@@ -189,16 +241,19 @@ class DDRMModule(nn.Module):
         return torch.autocast(dev, dtype=torch.bfloat16, enabled=self.cfg.bf16)
 
     def denoise_pair(self, e_u: torch.Tensor, e_i: torch.Tensor, t: torch.Tensor,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x0_hat_u, x0_hat_i) [B, d] from noised e_u / e_i at steps t, each guided by the other's clean embedding.
+                     generator: torch.Generator | None = None, cond_u: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0_hat_u, x0_hat_i) [B, d] from noised e_u / e_i at steps t, each guided by the other's clean embedding
+        (the item's guidance: ``cond_u`` [B, d or 2d] when given, see ``guidance``; else e_u).
 
         Randomness (forward noise, dropout) comes from ``generator``, by default the training generator.
         """
         g = generator if generator is not None else self.generator
+        cond_u = e_u if cond_u is None else cond_u
         with self._autocast():
             xu = (self.user_denoiser(self.diffusion.q_sample(e_u, t, generator=g), e_i, t, g)
                   if self.cfg.user_denoiser else e_u)
-            xi = (self.item_denoiser(self.diffusion.q_sample(e_i, t, generator=g), e_u, t, g)
+            xi = (self.item_denoiser(self.diffusion.q_sample(e_i, t, generator=g), cond_u, t, g)
                   if self.cfg.item_denoiser else e_i)
         return xu.float(), xi.float()
 
@@ -209,7 +264,7 @@ class DDRMModule(nn.Module):
         u_all, i_all = self.embeddings()
         e_u, e_i, e_j = u_all[users], i_all[pos], i_all[neg]
         t = torch.randint(0, self.cfg.steps, (users.shape[0],), generator=self.generator, device=users.device)
-        xu, xi = self.denoise_pair(e_u, e_i, t)
+        xu, xi = self.denoise_pair(e_u, e_i, t, cond_u=self.guidance(e_u, users, i_all))
         s_pos = (xu * xi).sum(1)
         s_neg = (xu * e_j).sum(1)
         bpr = -F.logsigmoid(s_pos - s_neg)
@@ -227,13 +282,18 @@ class DDRMModule(nn.Module):
         u_all, i_all = self.backend.frozen()
         users = users.to(u_all.device)
         e_u = u_all[users]
-        if self.cfg.start == "history":
+        start, w = self.cfg.start, self.cfg.start_mix
+        if start == "mix" and w in (0, 1):
+            start = "user" if w == 1 else "history"
+        if start == "history":
             x0 = self.history_average(users, i_all)
-        elif self.cfg.start == "user":
+        elif start == "user":
             x0 = e_u
+        elif start == "mix":
+            x0 = torch.lerp(self.history_average(users, i_all), e_u, w)
         else:
             x0 = None
-        return self.reverse(x0, e_u, users)
+        return self.reverse(x0, self.guidance(e_u, users, i_all), users)
 
     def _noise(self, keys: torch.Tensor, step: int, like: torch.Tensor, seed: int | None) -> torch.Tensor:
         """Inference noise [B, d] for step ``step`` (T = the start's noising), keyed by ``keys`` [B]."""
@@ -243,16 +303,24 @@ class DDRMModule(nn.Module):
     def reverse(self, x0: torch.Tensor | None, cond: torch.Tensor, keys: torch.Tensor, seed: int | None = None
                 ) -> torch.Tensor:
         """Noise the start point ``x0`` [B, d] to step T - 1 (pure noise when None) and run the S reverse steps of
-        the item denoiser guided by ``cond`` [B, d]; returns [B, d]. ``x0`` itself when the item denoiser is off.
+        the item denoiser guided by ``cond`` [B, d] ([B, 2d] for ``guidance: both``); returns [B, d]. With
+        ``start_step`` k: noise to step k - 1 and run the k reverse steps k - 1 .. 0 (k = 0: ``x0`` itself).
+        ``x0`` itself when the item denoiser is off.
 
         Every noise row is keyed by ``keys`` [B] (user indices, or history hashes for fold-in users) and the seed
         (``seed``, default the model's): a user's result does not depend on the batch it is computed in.
         """
+        d = self.backend.cfg.dim
         if not self.cfg.item_denoiser:
-            return x0 if x0 is not None else cond
+            return x0 if x0 is not None else cond[:, :d]
         T, S, n, dev = self.cfg.steps, self.cfg.sampling, cond.shape[0], cond.device
+        k = self.cfg.start_step
+        if x0 is not None and k is not None:
+            if k == 0:
+                return x0.float()
+            T = S = k
         keys = keys.to(dev)
-        start = self._noise(keys, T, cond, seed)
+        start = self._noise(keys, self.cfg.steps, cond[:, :d], seed)  # keyed by T whatever k: k = T is the paper's
         x = start if x0 is None else self.diffusion.q_sample(x0, torch.full((n,), T - 1, device=dev), noise=start)
         den, coefs = self.item_denoiser, self.diffusion.scalar_coefficients()
         with self._autocast():
@@ -279,7 +347,7 @@ class DDRMModule(nn.Module):
         u_all, i_all = self.backend.frozen()
         t = torch.zeros(users.shape[0], dtype=torch.long, device=u_all.device)
         g = torch.Generator(device=u_all.device).manual_seed(self.seed + 3)
-        xu, xi = self.denoise_pair(u_all[users], i_all[items], t, g)
+        xu, xi = self.denoise_pair(u_all[users], i_all[items], t, g, self.guidance(u_all[users], users, i_all))
         return (xu * xi).sum(1)
 
 
@@ -360,22 +428,35 @@ class DDRM(Recommender):
                                                state_path=state_path, on_validation=on_validation)
         self.module_.train(False)
         self.backend.module_._frozen = None
-        if self.config.fusion_choices:
-            self._select_fusion(data)
+        self.select_inference(data)
         return self
 
-    def _select_fusion(self, data: Interactions) -> None:
-        """Set ``fusion`` to the choice with the best validation metric; ``fusion_scores_`` keeps them all."""
+    def select_inference(self, data: Interactions) -> dict[str, dict[float, float]]:
+        """Choose, one after the other on validation, ``start_mix`` (then ``start: mix``), ``start_step`` and
+        ``fusion`` among their ``*_choices`` (those that are not empty); nothing is retrained. Returns (and keeps
+        in ``selection_``) every choice's validation score per option; ``fusion_scores_`` is the fusion one."""
         from .evaluation import select_on_validation
 
-        def use(w: float) -> None:
-            self.config = dataclasses.replace(self.config, fusion=w)
+        self.selection_: dict[str, dict[float, float]] = {}
+        for option, choices in (("start_mix", self.config.start_mix_choices),
+                                ("start_step", self.config.start_step_choices),
+                                ("fusion", self.config.fusion_choices)):
+            if not choices:
+                continue
 
-        best, self.fusion_scores_ = select_on_validation(self, data, [float(w) for w in self.config.fusion_choices],
-                                                         use, self.eval.ks, self.eval.metric, self.eval.batch_size,
-                                                         self.device_)
-        logger.info("score fusion weight: %g (validation %s %s)", best, self.eval.metric,
-                    ", ".join(f"{k:g}: {v:.4f}" for k, v in self.fusion_scores_.items()))
+            def use(value: float, option: str = option) -> None:
+                extra = {"start": "mix"} if option == "start_mix" else {}
+                self.config = dataclasses.replace(self.config, **{option: value, **extra})
+
+            cast = int if option == "start_step" else float
+            best, scores = select_on_validation(self, data, [cast(v) for v in choices], use, self.eval.ks,
+                                                self.eval.metric, self.eval.batch_size, self.device_)
+            self.selection_[option] = scores
+            logger.info("%s: %g (validation %s %s)", option, best, self.eval.metric,
+                        ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()))
+        if "fusion" in self.selection_:
+            self.fusion_scores_ = self.selection_["fusion"]
+        return self.selection_
 
     def _fuse(self, ddrm_scores: Callable[[], torch.Tensor], backend_scores: Callable[[], torch.Tensor]
               ) -> torch.Tensor:
@@ -421,7 +502,8 @@ class DDRM(Recommender):
         avg = history_mean(histories, i_all)
         x0 = None if self.config.start == "noise" else avg
         keys = history_keys(histories, i_all.device)
-        return self._fuse(lambda: self.module_.reverse(x0, avg, keys, seed) @ i_all.T,
+        cond = avg if self.config.guidance == "user" else torch.cat([avg, avg], dim=1)
+        return self._fuse(lambda: self.module_.reverse(x0, cond, keys, seed) @ i_all.T,
                           lambda: self.backend.score_history(histories))
 
     def noise_scores(self, data: Interactions) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Experiment commands: the comparison table, the noise sweep and the ablation (cells that resume when re-run)."""
 
-from .specs import Setup, ablation, noise, table
+from .specs import METHODS, Setup, ablation, noise, table
 
-__all__ = ["Setup", "table", "noise", "ablation"]
+__all__ = ["METHODS", "Setup", "table", "noise", "ablation"]

@@ -39,6 +39,11 @@ from .report import (
 logger = logging.getLogger(__name__)
 
 DENOISERS = {"tce": {"denoise": "tce"}, "rce": {"denoise": "rce"}}
+METHODS = ("backend", "tce", "rce", "ddrm", "fusion")
+SUFFIX = {"tce": " + T-CE", "rce": " + R-CE", "ddrm": " + DDRM", "fusion": " + DDRM (fused)"}
+# the fusion weights a "fusion" cell chooses among on validation (0 = the backend's ranking, 1 = DDRM's), unless its
+# DDRM config names its own fusion_choices
+FUSION_GRID = [round(0.1 * k, 1) for k in range(11)]
 LABEL = {"mf": "MF", "lightgcn": "LightGCN", "sgl": "SGL", "mostpop": "MostPop", "itemknn": "ItemKNN",
          "ease": "EASE", "rp3beta": "RP3beta", "diffrec": "DiffRec", "ease-factors": "EASE factors",
          "ials": "iALS"}
@@ -102,12 +107,18 @@ class Setup:
             self.data_cache[key] = build_config(DataConfig, overrides=section).load(quiet=self.quiet)
         return self.data_cache[key]
 
+    def tuned_backend(self, dataset: str, backend: str) -> dict[str, Any] | None:
+        """The tuned config of ``backend`` as a backbone (None if absent, or if the file of that name is a
+        baseline's, as ``ials.yaml`` from ``ddrm tune --model ials``)."""
+        tuned = self.tuned_config(dataset, backend)
+        return tuned if tuned is not None and "backend" in tuned else None
+
     def backend_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
         if self.quick:
             q = self.quick_settings
             return {"data": section, "backend": {"name": backend, "layers": q["layers"].get(backend, 0),
                                                  **q["backend"]}, "train": dict(q["train"])}
-        tuned = self.tuned_config(dataset, backend)
+        tuned = self.tuned_backend(dataset, backend)
         return {**(tuned if tuned is not None else load_run_config(self.configs, dataset, backend)), "data": section}
 
     def ddrm_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
@@ -132,21 +143,25 @@ class Setup:
 
 def _backend_cells(setup: Setup, dataset: str, backend: str, seed: int, section: dict[str, Any], prefix: str,
                    methods: tuple[str, ...]) -> list[Cell]:
-    """Cells for one backend: alone, + T-CE, + R-CE, + DDRM (on the plain backend's checkpoint)."""
+    """Cells for one backend: alone, + T-CE, + R-CE, + DDRM, + DDRM fused with the backend's scores (the weight
+    chosen on validation among ``FUSION_GRID``); the DDRM cells start from the plain backend's checkpoint."""
     base = setup.backend_config(dataset, backend, section)
     cells = [Cell(f"{prefix}/{backend}/seed{seed}", "pretrain", backend, seed, base, section,
-                  labels={"method": "backend", "backend": backend, "tuned": setup.has_tuned(dataset, backend)})]
+                  labels={"method": "backend", "backend": backend, "tuned": setup.tuned_backend(dataset, backend) is not None})]
     for m in ("tce", "rce"):
         if m in methods:
             tuned = setup.tuned_config(dataset, f"{backend}-{m}")  # tuned with its denoiser, or the plain recipe + it
             cfg = {**tuned, "data": section} if tuned is not None else deep_merge(base, {"backend": DENOISERS[m]})
             cells.append(Cell(f"{prefix}/{backend}-{m}/seed{seed}", "pretrain", backend, seed, cfg, section,
                               labels={"method": m, "backend": backend, "tuned": tuned is not None}))
-    if "ddrm" in methods:
-        cells.append(Cell(f"{prefix}/{backend}-ddrm/seed{seed}", "train", backend, seed,
-                          setup.ddrm_config(dataset, backend, section), section, needs=cells[0].key,
-                          labels={"method": "ddrm", "backend": backend,
-                                  "tuned": setup.has_tuned(dataset, f"ddrm-{backend}")}))
+    for m in ("ddrm", "fusion"):
+        if m in methods:
+            cfg = setup.ddrm_config(dataset, backend, section)
+            if m == "fusion" and not cfg.get("ddrm", {}).get("fusion_choices"):
+                cfg = deep_merge(cfg, {"ddrm": {"fusion_choices": FUSION_GRID}})
+            cells.append(Cell(f"{prefix}/{backend}-{m}/seed{seed}", "train", backend, seed, cfg, section,
+                              needs=cells[0].key, labels={"method": m, "backend": backend,
+                                                          "tuned": setup.has_tuned(dataset, f"ddrm-{backend}")}))
     if "backend" not in methods:
         cells[0].labels["hidden"] = True  # still needed by DDRM
     return cells
@@ -168,7 +183,8 @@ def _spent(results: dict[str, dict[str, Any]]) -> dict[str, float]:
 def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup: Setup,
           baselines: tuple[str, ...] = BASELINE_NAMES, methods: tuple[str, ...] = ("backend", "tce", "rce", "ddrm")
           ) -> dict[str, Any]:
-    """Rows = baselines, each backend alone, + T-CE, + R-CE, + DDRM; mean ± std over ``seeds`` seeds."""
+    """Rows = baselines, each backend alone, + T-CE, + R-CE, + DDRM (+ DDRM fused: method ``fusion``); mean ± std
+    over ``seeds`` seeds."""
     cells: list[Cell] = []
     for ds in datasets:
         section = setup.data_section(ds)
@@ -189,10 +205,9 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             keys = [c.key for c in members]
             labels = members[0].labels  # backend cells name their backend and method; baselines their name only
             base, method = labels.get("backend", labels["method"]), labels["method"] if "backend" in labels else ""
-            row = {"dataset": ds, "model": LABEL.get(base, base) + ({"tce": " + T-CE", "rce": " + R-CE",
-                                                                     "ddrm": " + DDRM"}.get(method, "")),
+            row = {"dataset": ds, "model": LABEL.get(base, base) + SUFFIX.get(method, ""),
                    "config": "tuned" if labels.get("tuned") else "hand-set", **summarize(results, keys)}
-            if method == "ddrm" and "error" not in row:
+            if method in ("ddrm", "fusion") and "error" not in row:
                 plain = [c.needs for c in members]  # the backend cell each DDRM cell started from
                 ref = summarize(results, plain)
                 row["vs_backend_recall@20"] = relative(row, ref, "recall@20")
@@ -232,7 +247,7 @@ def noise(dataset: str, backend: str, ratios: list[float], seeds: int, out: Path
     results = _execute(setup, cells, out)
     rows, series = [], {}
     for m in methods:
-        name = LABEL.get(backend, backend) + {"tce": " + T-CE", "rce": " + R-CE", "ddrm": " + DDRM"}.get(m, "")
+        name = LABEL.get(backend, backend) + SUFFIX.get(m, "")
         s: dict[str, list[float]] = {}
         for r in ratios:
             keys = [c.key for c in cells if c.labels.get("ratio") == r and c.labels["method"] == m]
