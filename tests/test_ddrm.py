@@ -82,12 +82,43 @@ def test_ablation_switches(setup):
     assert terms["weight"].item() == 1.0
 
 
-def test_joint_fine_tuning_moves_the_backend(setup):
+def test_joint_fine_tuning_trains_a_copy_and_never_the_backend_given(setup, tmp_path):
     data, backend = setup
     fresh = build("lightgcn", layers=2, epochs=2, eval_every=2, lr=0.02, batch_size=256, quiet=True).fit(data)
-    before = fresh.module_.user.detach().clone()
-    small_ddrm(fresh, freeze_backend=False, backend_lr=1e-2).fit(data)
-    assert not torch.equal(before, fresh.module_.user.detach())
+    before = [t.detach().clone() for t in (fresh.module_.user, fresh.module_.item)]
+    scores = fresh.score(torch.arange(10))
+    joint = small_ddrm(fresh, freeze_backend=False, backend_lr=1e-2).fit(data)
+    assert torch.equal(before[0], fresh.module_.user) and torch.equal(before[1], fresh.module_.item)
+    assert torch.equal(fresh.score(torch.arange(10)), scores)
+    assert joint.module_.backend is not fresh.module_
+    assert not torch.equal(before[0], joint.module_.backend.user.detach())  # the copy was fine-tuned
+    joint.save(tmp_path / "j.pt", data)
+    again = DDRM.load(tmp_path / "j.pt", data)
+    torch.testing.assert_close(again.module_.backend.user, joint.module_.backend.user)
+    torch.testing.assert_close(again.score(torch.arange(10)), joint.score(torch.arange(10)))
+    frozen = small_ddrm(fresh).fit(data)
+    assert frozen.module_.backend is fresh.module_  # read, not copied, not registered
+    assert not any(k.startswith("backend.") for k in frozen.module_.state_dict())
+    assert all(p.requires_grad for p in fresh.module_.parameters())  # DDRM did not touch the flags either
+
+
+def test_embeddings_cache_follows_the_weights_by_itself(setup):
+    data, _ = setup
+    b = build("lightgcn", layers=2, epochs=1, eval_every=1, lr=0.02, batch_size=256, quiet=True).fit(data)
+    m = b.module_
+    first = m.embeddings()
+    assert m.embeddings()[0] is first[0]  # cached
+    with torch.no_grad():
+        m.user.mul_(2.0)  # any in-place update (an optimiser step, load_state_dict) bumps the version
+    u, _ = m.embeddings()
+    torch.testing.assert_close(u, m.propagated(layers=m.final_layers)[0].detach())
+    assert not torch.allclose(u, first[0])
+    m.load_state_dict({"user": torch.zeros_like(m.user), "item": m.item.detach().clone()})
+    assert torch.equal(m.user, torch.zeros_like(m.user))
+    torch.testing.assert_close(m.embeddings()[0], m.propagated(layers=m.final_layers)[0].detach())
+    assert not torch.allclose(m.embeddings()[0], u)
+    m.cfg = dataclasses.replace(m.cfg, infer_layers=1)  # a new depth
+    torch.testing.assert_close(m.embeddings()[1], m.propagated(layers=1)[1].detach())
 
 
 def test_invalid_settings(setup):
@@ -221,7 +252,7 @@ def test_start_mixture_endpoints_are_the_pure_starts_and_selection_is_on_validat
     assert not torch.allclose(half, hist) and not torch.allclose(half, user)
     # the mixture is the lerp of the two starts, run through the same reverse process
     mod = m.module_
-    u_all, i_all = backend.module_.frozen()
+    u_all, i_all = backend.module_.embeddings()
     x0 = 0.5 * mod.history_average(u, i_all) + 0.5 * u_all
     torch.testing.assert_close(half, mod.reverse(x0, u_all, u) @ i_all.T)
     chosen = small_ddrm(backend, noise_scale=50.0, start_mix_choices=[0.0, 0.5, 1.0]).fit(data)
@@ -248,7 +279,7 @@ def test_start_step_decouples_the_inference_noise_level_from_T(setup):
         return other
 
     torch.testing.assert_close(with_step(5).score(u), m.score(u))  # k = T: the paper's inference
-    u_all, i_all = backend.module_.frozen()
+    u_all, i_all = backend.module_.embeddings()
     start = m.module_.history_average(u, i_all)
     torch.testing.assert_close(with_step(0).score(u), start @ i_all.T)  # k = 0: the start point itself
     # k = 2: noise to step 1 (sqrt(abar_1) x0 + sqrt(1 - abar_1) eps), then the reverse steps 1 and 0 only
@@ -278,7 +309,7 @@ def test_guidance_on_both_trains_an_item_denoiser_on_user_and_history(setup, tmp
     d = backend.module_.cfg.dim
     assert both.module_.item_denoiser.mlp[0].in_features == 3 * d + both.config.time_dim
     assert both.module_.user_denoiser.mlp[0].in_features == 2 * d + both.config.time_dim
-    u_all, i_all = backend.module_.frozen()
+    u_all, i_all = backend.module_.embeddings()
     cond = both.module_.guidance(u_all[u], u, i_all)
     torch.testing.assert_close(cond, torch.cat([u_all, both.module_.history_average(u, i_all)], dim=1))
     user = small_ddrm(backend).fit(data)

@@ -10,6 +10,7 @@ item denoiser guided by e_u, and rank all items by <x, e_i>.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -149,12 +150,20 @@ class DDRMConfig:
 
 
 class DDRMModule(nn.Module):
-    """The trainable part: diffusion buffers + user and item denoisers, over a backend module."""
+    """The trainable part: diffusion buffers + user and item denoisers, over a backend module.
+
+    The backend module given is never changed. Frozen (``freeze_backend``), it is only read (its embeddings, through
+    its one cache) and is not a child module: its weights are neither trained, moved nor saved with this module.
+    Fine-tuned jointly, this module trains its own copy (a child module, saved as ``backend.*``).
+    """
 
     def __init__(self, backend: EmbeddingBackend, train: sp.csr_matrix, cfg: DDRMConfig, seed: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backend = backend
+        if cfg.freeze_backend:
+            object.__setattr__(self, "backend", backend)  # read only: not registered as a child module
+        else:
+            self.backend = copy.deepcopy(backend)
         self.train_matrix = train
         d = backend.cfg.dim
         g = torch.Generator().manual_seed(seed)
@@ -163,8 +172,6 @@ class DDRMModule(nn.Module):
         self.user_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g, cfg.steps)
         self.item_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g, cfg.steps,
                                          cond_dim=2 * d if cfg.guidance == "both" else d)
-        for p in backend.parameters():
-            p.requires_grad_(not cfg.freeze_backend)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed + 1)
         self._history: torch.Tensor | None = None
@@ -201,8 +208,10 @@ class DDRMModule(nn.Module):
             self.generator.manual_seed(self.seed + 1 + 7919 * rank)
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
-        """Load denoisers and backend weights (the state includes ``backend.*``); drops cached embeddings."""
-        self.backend._frozen = None
+        """Load the denoisers (and, fine-tuned jointly, the backend copy's ``backend.*``). A frozen backend is not part
+        of this module: ``backend.*`` keys (checkpoints written before it was kept out) are ignored."""
+        if self.cfg.freeze_backend:
+            state = {k: v for k, v in state.items() if not k.startswith("backend.")}
         self._history = None
         return super().load_state_dict(state, strict=strict, assign=assign)
 
@@ -210,7 +219,7 @@ class DDRMModule(nn.Module):
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Backend embeddings: computed once when frozen, with gradient when fine-tuned."""
         if self.cfg.freeze_backend or not self.training:
-            return self.backend.frozen()
+            return self.backend.embeddings()
         return self.backend.propagated(layers=self.backend.final_layers)
 
     def history_average(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -233,8 +242,7 @@ class DDRMModule(nn.Module):
 
     # ------------------------------------------------------------------ training
     def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
-        if not self.cfg.freeze_backend:
-            self.backend._frozen = None
+        pass
 
     def _autocast(self):
         dev = self.diffusion.betas.device.type
@@ -259,8 +267,6 @@ class DDRMModule(nn.Module):
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reweighted (1 - alpha) BPR + alpha reconstruction; int64 triples [B]."""
-        if not self.cfg.freeze_backend:
-            self.backend._frozen = None
         u_all, i_all = self.embeddings()
         e_u, e_i, e_j = u_all[users], i_all[pos], i_all[neg]
         t = torch.randint(0, self.cfg.steps, (users.shape[0],), generator=self.generator, device=users.device)
@@ -279,7 +285,7 @@ class DDRMModule(nn.Module):
     @torch.no_grad()
     def generate(self, users: torch.Tensor) -> torch.Tensor:
         """The generated "ideal item" embedding [B, d] for user indices [B]; its noise is keyed by the user."""
-        u_all, i_all = self.backend.frozen()
+        u_all, i_all = self.backend.embeddings()
         users = users.to(u_all.device)
         e_u = u_all[users]
         start, w = self.cfg.start, self.cfg.start_mix
@@ -332,19 +338,17 @@ class DDRMModule(nn.Module):
         return x.float()
 
     def scorer(self) -> DDRMModule:
-        if not self.cfg.freeze_backend:
-            self.backend._frozen = None  # the backend changed since the cache was filled
         return self
 
     @torch.no_grad()
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """<generated item, e_i> for every item: [B, n_items]. Inference noise is keyed per user."""
-        return self.generate(users) @ self.backend.frozen()[1].T
+        return self.generate(users) @ self.backend.embeddings()[1].T
 
     @torch.no_grad()
     def positive_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """s_pos = <x0_hat_u, x0_hat_i> at t = 0 without dropout, for (user, item) pairs [n] (noise detection)."""
-        u_all, i_all = self.backend.frozen()
+        u_all, i_all = self.backend.embeddings()
         t = torch.zeros(users.shape[0], dtype=torch.long, device=u_all.device)
         g = torch.Generator(device=u_all.device).manual_seed(self.seed + 3)
         xu, xi = self.denoise_pair(u_all[users], i_all[items], t, g, self.guidance(u_all[users], users, i_all))
@@ -398,12 +402,17 @@ class DDRM(Recommender):
     def params(self) -> dict[str, Any]:
         return to_dict(self.config)
 
-    def _build(self, data: Interactions) -> DDRMModule:
+    def _build(self, data: Interactions, device: torch.device | str = "cpu") -> DDRMModule:
+        """The module on ``device``; a frozen backend on another device is read through a copy there (the
+        backend given is never moved)."""
         self.backend._check_fitted()
-        if (self.backend.module_.n_users, self.backend.module_.n_items) != (data.n_users, data.n_items):
-            raise ConfigError(f"the backend has {self.backend.module_.n_users} users x {self.backend.module_.n_items} "
-                              f"items but the data has {data.n_users} x {data.n_items}.")
-        return DDRMModule(self.backend.module_, data.train, self.config, self.seed)
+        b = self.backend.module_
+        if (b.n_users, b.n_items) != (data.n_users, data.n_items):
+            raise ConfigError(f"the backend has {b.n_users} users x {b.n_items} items but the data has "
+                              f"{data.n_users} x {data.n_items}.")
+        if self.config.freeze_backend and b.user.device != torch.device(device):
+            b = copy.deepcopy(b).to(device)
+        return DDRMModule(b, data.train, self.config, self.seed).to(device)
 
     def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None,
             on_validation: Callable[[int, float], None] | None = None) -> DDRM:
@@ -413,7 +422,7 @@ class DDRM(Recommender):
         ``on_validation(epoch, score)``: called after every validation (see ``train_loop``).
         """
         device = resolve_device(self.train.device)
-        self.module_ = self._build(data).to(device)
+        self.module_ = self._build(data, device)
         self.device_ = device
         self.train_ = data.train
         logger.info("DDRM: noise-to-signal ratio at T: %.4g (std of injected noise per unit of signal); "
@@ -422,12 +431,11 @@ class DDRM(Recommender):
         groups = [{"params": list(self.module_.user_denoiser.parameters())
                    + list(self.module_.item_denoiser.parameters())}]
         if not self.config.freeze_backend:
-            groups.append({"params": list(self.backend.module_.parameters()), "lr": self.config.backend_lr})
+            groups.append({"params": list(self.module_.backend.parameters()), "lr": self.config.backend_lr})
         self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
                                                desc="ddrm", device=device, params=groups,
                                                state_path=state_path, on_validation=on_validation)
         self.module_.train(False)
-        self.backend.module_._frozen = None
         self.select_inference(data)
         return self
 
@@ -498,7 +506,7 @@ class DDRM(Recommender):
         MF-style fold-in; for graph backends it is the propagated item embeddings' mean).
         """
         self._check_fitted()
-        i_all = self.backend.item_embeddings()
+        i_all = self.module_.backend.embeddings()[1]  # the module's backend: a jointly fine-tuned copy, if any
         avg = history_mean(histories, i_all)
         x0 = None if self.config.start == "noise" else avg
         keys = history_keys(histories, i_all.device)
@@ -544,12 +552,12 @@ class DDRM(Recommender):
         model = cls(backend, from_dict(DDRMConfig, payload["ddrm"]), from_dict(TrainConfig, payload["train"]),
                     seed=int(payload.get("seed", 0)))
         dev = resolve_device(device)
-        module = model._build(data)
+        module = model._build(data, dev)
         try:
             module.load_state_dict(payload["state_dict"])
         except RuntimeError as exc:
             raise ConfigError(f"{path}: denoiser weights do not match the saved config ({str(exc)[:120]}).") from None
-        model.module_, model.device_, model.train_ = module.to(dev).train(False), dev, data.train
+        model.module_, model.device_, model.train_ = module.train(False), dev, data.train
         model.result_ = TrainResult(best_epoch=payload["result"].get("best_epoch", 0))
         model.checkpoint_ = payload
         return model

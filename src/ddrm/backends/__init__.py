@@ -110,7 +110,7 @@ class Backend(Recommender):
 
         def use(depth: int) -> None:
             self.config = dataclasses.replace(self.config, infer_layers=depth)
-            self.module_.cfg, self.module_._frozen = self.config, None  # the cached embeddings had the old depth
+            self.module_.cfg = self.config  # the embeddings' cache notices the new depth
 
         best, self.depth_scores_ = select_on_validation(self, data, self.config.infer_layers_choices, use,
                                                         self.eval.ks, self.eval.metric, self.eval.batch_size,
@@ -121,12 +121,12 @@ class Backend(Recommender):
     def user_embeddings(self) -> torch.Tensor:
         """Final (propagated) user embeddings [n_users, d], computed once, no grad."""
         self._check_fitted()
-        return self.module_.frozen()[0]
+        return self.module_.embeddings()[0]
 
     def item_embeddings(self) -> torch.Tensor:
         """Final (propagated) item embeddings [n_items, d], computed once, no grad."""
         self._check_fitted()
-        return self.module_.frozen()[1]
+        return self.module_.embeddings()[1]
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """Scores [B, n_items] = user_embeddings()[users] @ item_embeddings().T."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -121,12 +122,17 @@ class EmbeddingBackend(nn.Module):
         depth = max([cfg.layers, cfg.infer_layers or 0, *cfg.infer_layers_choices])
         self.adj = normalized_adjacency(train) if depth > 0 else None
         self.views: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._frozen: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    def load_state_dict(self, state, strict: bool = True, assign: bool = False):
-        """Load weights and drop the cached propagated embeddings (they belong to the old weights)."""
-        self._frozen = None
-        return super().load_state_dict(state, strict=strict, assign=assign)
+    def __deepcopy__(self, memo: dict) -> EmbeddingBackend:
+        """A copy with its own weights; the graph (read only; sparse tensors cannot be deep-copied) and the training
+        matrix are shared."""
+        shared = ("adj", "views", "_train")
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            new.__dict__[k] = v if k in shared else None if k == "_cache" else copy.deepcopy(v, memo)
+        return new
 
     @property
     def uses_ssl(self) -> bool:
@@ -136,7 +142,6 @@ class EmbeddingBackend(nn.Module):
         out = super()._apply(fn, recurse)
         if self.adj is not None:
             self.adj = fn(self.adj)
-        self._frozen = None
         return out
 
     @property
@@ -154,7 +159,6 @@ class EmbeddingBackend(nn.Module):
     # -------------------------------------------------------------------------- training
     def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
         """SGL-ED: draw two edge-dropout views of the graph for this epoch."""
-        self._frozen = None
         if self.uses_ssl:
             dev = self.user.device
             keep = [rng.random(self._train.nnz) >= self.cfg.ssl_ratio for _ in range(2)]
@@ -162,7 +166,6 @@ class EmbeddingBackend(nn.Module):
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """BPR + L2 on the batch's ego embeddings (+ SGL InfoNCE). Inputs int64 [B]."""
-        self._frozen = None
         u_all, i_all = self.propagated()
         u, p, n = u_all[users], i_all[pos], i_all[neg]
         s_pos = (u * p).sum(1)
@@ -200,24 +203,31 @@ class EmbeddingBackend(nn.Module):
         return losses.mean()
 
     # -------------------------------------------------------------------------- inference
-    def frozen(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final embeddings (``final_layers`` deep) computed once (no grad) and cached until the weights change.
+    def _weights_key(self) -> tuple:
+        """What the final embeddings depend on: the weights' storage and version counters (every in-place update,
+        an optimiser step or ``load_state_dict``, bumps a version), the device and the depth."""
+        return (self.user.data_ptr(), self.user._version, self.item.data_ptr(), self.item._version,
+                self.user.device, self.final_layers, self.cfg.layer_combine)
 
-        Whoever updates the weights resets the cache (``loss`` and ``scorer`` do).
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final embeddings (users [n_users, d], items [n_items, d]), ``final_layers`` deep, without gradient.
+
+        The one cache of ddrm's embeddings: computed once and reused until the weights, their device or the depth
+        change (``_weights_key``); nobody resets it by hand.
         """
-        if self._frozen is None:
+        key = self._weights_key()
+        if self._cache is None or self._cache[0] != key:
             with torch.no_grad():
-                self._frozen = tuple(t.detach() for t in self.propagated(layers=self.final_layers))  # type: ignore[assignment]
-        assert self._frozen is not None
-        return self._frozen
+                u, i = self.propagated(layers=self.final_layers)
+            self._cache = (key, (u.detach(), i.detach()))
+        return self._cache[1]
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """Dot-product scores [B, n_items] for user indices [B]."""
-        u, i = self.frozen()
+        u, i = self.embeddings()
         return u[users.to(u.device)] @ i.T
 
     def scorer(self) -> EmbeddingBackend:
-        self._frozen = None
         return self
 
 
