@@ -21,10 +21,15 @@ def test_demo_json(capsys):
                        "--set", "synthetic.n_items=60", "--set", "synthetic.mean_items=10")
     assert code == 0
     payload = json.loads(out)
-    assert set(payload["metrics"]) == {"MostPop", "EASE", "LightGCN", "LightGCN + DDRM"}
+    fused = f"LightGCN + DDRM fused (w {payload['fusion']:g})"
+    assert set(payload["metrics"]) == {"MostPop", "EASE", "LightGCN", "LightGCN + DDRM", fused}
     assert 0 <= payload["metrics"]["EASE"]["test"]["recall@20"] <= 1
     aucs = [r["noise AUC"] for r in payload["rows"] if r["noise AUC"] != "-"]
-    assert len(aucs) == 2 and all(0 <= a <= 1 for a in aucs)
+    assert len(aucs) == 3 and all(0 <= a <= 1 for a in aucs)
+    valid = {k: v["valid"]["recall@20"] for k, v in payload["metrics"].items()}
+    assert valid[fused] == pytest.approx(max(payload["fusion_valid"].values()))  # chosen on validation ...
+    assert valid[fused] >= valid["LightGCN"] - 1e-9  # ... among weights that include LightGCN itself
+    assert "LightGCN" in payload["verdict"] and payload["verdict"].count("(") == 3
 
 
 def test_baseline_json_on_a_folder(capsys, tmp_path):

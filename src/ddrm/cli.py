@@ -314,7 +314,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     note = ("noise AUC: how well the model's score of a training interaction separates clean from planted noisy "
             "ones (0.5 = not at all); for DDRM it is the reweighting score.")
     _emit(args, p, format_table(p["rows"], ["model", "recall@20", "ndcg@20", "valid recall@20", "noise AUC",
-                                            "seconds"], title=title) + f"\n{note}\ntotal {p['seconds']:.0f} s")
+                                            "seconds"], title=title)
+          + f"\n{note}\n{p['verdict']}\ntotal {p['seconds']:.0f} s")
     return 0
 
 
