@@ -255,12 +255,19 @@ def test_start_mixture_endpoints_are_the_pure_starts_and_selection_is_on_validat
     u_all, i_all = backend.module_.embeddings()
     x0 = 0.5 * mod.history_average(u, i_all) + 0.5 * u_all
     torch.testing.assert_close(half, mod.reverse(x0, u_all, u) @ i_all.T)
-    chosen = small_ddrm(backend, noise_scale=50.0, start_mix_choices=[0.0, 0.5, 1.0]).fit(data)
+    # a config assigned after training reaches the trained module: the endpoints score as the pure starts
+    m.config = dataclasses.replace(m.config, start="mix", start_mix=1.0)
+    assert torch.equal(m.score(u), user)
+    m.config = dataclasses.replace(m.config, start_mix=0.0)
+    assert torch.equal(m.score(u), hist)
+    # near the identity (the reference noise levels) the start decides the ranking, so the choices validate apart
+    chosen = small_ddrm(backend, start_mix_choices=[0.0, 0.5, 1.0]).fit(data)
     assert chosen.config.start == "mix"
     valid = {}
     for w in (0.0, 0.5, 1.0):
         chosen.config = dataclasses.replace(chosen.config, start_mix=w)
         valid[w] = evaluate(chosen, data, "valid", (20,)).metrics["recall@20"]
+    assert len(set(valid.values())) > 1
     assert chosen.selection_["start_mix"] == pytest.approx(valid)
     chosen.select_inference(data)
     assert chosen.config.start_mix == max(valid, key=valid.get)
@@ -295,6 +302,7 @@ def test_start_step_decouples_the_inference_noise_level_from_T(setup):
     assert not torch.allclose(two.score(u), m.score(u))
     picked = small_ddrm(backend, noise_scale=50.0, start_step_choices=[0, 2, 5]).fit(data)
     assert set(picked.selection_["start_step"]) == {0, 2, 5}
+    assert len(set(picked.selection_["start_step"].values())) > 1  # the choices were really applied
     assert picked.config.start_step == max(picked.selection_["start_step"], key=picked.selection_["start_step"].get)
     for bad in ({"start_step": 6}, {"start_step": 2, "sampling_steps": 3}, {"start_step": 2, "start": "noise"},
                 {"start_step_choices": [1.5]}, {"start_mix": 2.0}, {"guidance": "item"}):

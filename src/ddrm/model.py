@@ -399,6 +399,19 @@ class DDRM(Recommender):
         self.seed = seed
         self.quiet = quiet
 
+    @property
+    def config(self) -> DDRMConfig:
+        """The DDRM configuration; assigning one (e.g. ``dataclasses.replace(model.config, fusion=0.3)``) also
+        reaches the trained module, so inference options chosen after training take effect."""
+        return self._config
+
+    @config.setter
+    def config(self, cfg: DDRMConfig) -> None:
+        self._config = cfg
+        module = self.__dict__.get("module_")
+        if module is not None:
+            module.cfg = cfg
+
     def params(self) -> dict[str, Any]:
         return to_dict(self.config)
 
