@@ -12,7 +12,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def test_bench_floor_counts_the_denoiser_matmuls():
     out = subprocess.run([sys.executable, str(BENCH / "bench_floor.py"), "--dims", "4", "8", "--dim", "3",
-                          "--batch", "16", "--triples", "40", "--reps", "1"],
+                          "--batch", "16", "--triples", "40", "--reps", "1", "--rounds", "2"],
                          capture_output=True, text=True, check=True, cwd=BENCH)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert [r["bf16"] for r in res["runs"]] == [False, True]
@@ -29,6 +29,9 @@ def test_bench_floor_counts_the_denoiser_matmuls():
         steps = 3  # ceil(40 / 16)
         assert abs(run["epoch_s_matmul_floor"] - round(run["matmul_ms_per_step"] * steps / 1e3, 2)) < 0.011
         assert run["step_ms"] > 0 and run["fixed_ms_per_step"] > 0
+        assert len(run["step_to_floor_by_round"]) == 2
+        assert min(run["step_to_floor_by_round"]) <= run["step_to_floor"] <= max(run["step_to_floor_by_round"])
+    assert isinstance(res["bf16_auto"]["bf16"], bool) and res["bf16_auto"]["fp32_ms"] > 0
 
 
 def test_bench_tune_times_each_trial(tmp_path):

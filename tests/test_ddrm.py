@@ -326,3 +326,29 @@ def test_guidance_on_both_trains_an_item_denoiser_on_user_and_history(setup, tmp
     assert both.noise_scores(data).shape == (data.train.nnz,)
     both.save(tmp_path / "b.pt", data)
     torch.testing.assert_close(DDRM.load(tmp_path / "b.pt", data).score(u[:4]), both.score(u[:4]))
+
+
+def test_bf16_auto_probes_without_disturbing_training(setup, monkeypatch):
+    import ddrm.precision as precision
+
+    data, backend = setup
+    for margin, expect in ((0.0, False), (1e9, True)):  # never / always clearly faster
+        monkeypatch.setattr(precision, "MARGIN", margin)
+        auto = small_ddrm(backend, bf16="auto").fit(data)
+        assert auto.config.bf16 is expect and auto.module_.cfg.bf16 is expect
+        assert set(auto.bf16_probe_) == {"fp32_ms", "bf16_ms", "bf16"} and auto.bf16_probe_["bf16"] is expect
+        fixed = small_ddrm(backend, bf16=expect).fit(data)
+        assert fixed.bf16_probe_ is None
+        for k, v in fixed.module_.state_dict().items():  # the probe left the RNG streams and weights untouched
+            assert torch.equal(v, auto.module_.state_dict()[k]), k
+    with pytest.raises(ConfigError, match="bf16"):
+        DDRMConfig(bf16="yes").validate()
+
+
+def test_probe_bf16_prefers_the_clearly_faster_step():
+    import time
+
+    from ddrm.precision import probe_bf16
+
+    assert probe_bf16(lambda bf16: time.sleep(0.001 if bf16 else 0.004), reps=2, warmup=0)[0] is True
+    assert probe_bf16(lambda bf16: time.sleep(0.004 if bf16 else 0.001), reps=2, warmup=0)[0] is False

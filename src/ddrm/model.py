@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributed
 from .backends import Backend
 from .backends.base import EmbeddingBackend, history_mean, history_mean_csr
 from .checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
@@ -40,6 +42,7 @@ from .diffusion import (
     mix32,
 )
 from .errors import ConfigError
+from .precision import probe_bf16
 from .recommender import Recommender
 from .settings import EvalConfig
 from .training import TrainConfig, TrainResult, resolve_device, train_loop
@@ -48,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 Start = Literal["history", "noise", "user", "mix"]
 Guidance = Literal["user", "both"]
+Precision = Literal[False, True, "auto"]
 
 
 @dataclass
@@ -76,7 +80,10 @@ class DDRMConfig:
     sampling_noise : add posterior noise in the reverse steps (the reference does not)
     freeze_backend : keep the backend fixed (its embeddings computed once) or fine-tune it jointly
     backend_lr : learning rate of the backend when ``freeze_backend`` is false
-    bf16 : bfloat16 autocast for the denoiser MLPs (CPU and GPU)
+    bf16 : bfloat16 autocast for the denoiser MLPs (CPU and GPU): false, true, or ``auto``: a short probe at the
+        start of training times the real step both ways and turns bf16 on only where it is clearly faster on this
+        machine (CPUs with AMX; not CPUs with only AVX512-BF16, nor GPUs, where a step is launch-bound); the
+        decision replaces ``auto`` in the trained model's config (``DDRM.bf16_probe_`` keeps the timings)
     fusion : rank by ``(1 - w) z(backend score) + w z(DDRM score)`` (each row standardised over the items) with this
         weight ``w`` in [0, 1]; ``None`` = DDRM's score alone (the paper). ``w = 0`` ranks exactly as the backend.
     fusion_choices : if not empty, after training the weight among these with the best validation ``eval.metric``
@@ -113,7 +120,7 @@ class DDRMConfig:
     sampling_noise: bool = False
     freeze_backend: bool = True
     backend_lr: float = 1e-5
-    bf16: bool = False
+    bf16: Precision = False
     fusion: float | None = None
     fusion_choices: list[float] = field(default_factory=list)
 
@@ -140,6 +147,8 @@ class DDRMConfig:
                               "ddrm.sampling_steps, not both.")
         if steps and self.start == "noise":
             raise ConfigError("ddrm.start_step needs a start point to noise; it does not apply to start: noise.")
+        if not (isinstance(self.bf16, bool) or self.bf16 == "auto"):
+            raise ConfigError(f"ddrm.bf16 must be true, false or auto, got {self.bf16!r}.")
         if self.guidance not in ("user", "both"):
             raise ConfigError(f"ddrm.guidance must be user or both, got {self.guidance!r}.")
         make_betas(self.schedule, self.steps, self.noise_scale, self.noise_min, self.noise_max, self.first_beta)
@@ -280,6 +289,22 @@ class DDRMModule(nn.Module):
         loss = (weight * ((1 - alpha) * bpr + alpha * rec)).mean()
         return {"loss": loss, "bpr": bpr.mean().detach(), "rec": rec.mean().detach(),
                 "weight": weight.mean().detach()}
+
+    def probe_step(self, batch: int, bf16: bool) -> None:
+        """One training step's forward and backward on ``batch`` random triples with bf16 autocast on or off,
+        leaving no trace (the training generator is restored, the gradients dropped): what ``bf16: auto`` times."""
+        state, cfg = self.generator.get_state(), self.cfg
+        dev = self.diffusion.betas.device
+        g = torch.Generator(device=dev).manual_seed(0)
+        users, pos, neg = (torch.randint(0, n, (batch,), generator=g, device=dev)
+                           for n in (self.backend.n_users, self.backend.n_items, self.backend.n_items))
+        self.cfg = dataclasses.replace(cfg, bf16=bf16)
+        try:
+            self.loss(users, pos, neg)["loss"].backward()
+        finally:
+            self.cfg = cfg
+            self.generator.set_state(state)
+            self.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -438,6 +463,12 @@ class DDRM(Recommender):
         self.module_ = self._build(data, device)
         self.device_ = device
         self.train_ = data.train
+        self.bf16_probe_: dict[str, Any] | None = None
+        if self.config.bf16 == "auto":
+            self.module_.train(True)
+            batch = max(1, self.train.batch_size // distributed.world_size())
+            use, self.bf16_probe_ = probe_bf16(functools.partial(self.module_.probe_step, batch), device)
+            self.config = dataclasses.replace(self.config, bf16=use)
         logger.info("DDRM: noise-to-signal ratio at T: %.4g (std of injected noise per unit of signal); "
                     "measured on this backend: %.4g", self.module_.diffusion.noise_to_signal(),
                     self.measured_noise_ratio())

@@ -190,8 +190,9 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
         "command": "train", "backend": backend.config.name, "backend_metrics": backend_metrics,
         **depth_fields(backend),
         **({"fusion": model.config.fusion} if model.config.fusion is not None else {}),
-        **{f"{o}_valid": {f"{k:g}": v for k, v in scores.items()} for o, scores in getattr(model, "selection_", {}).items()},
-        **({"selected": {o: getattr(model.config, o) for o in model.selection_}} if getattr(model, "selection_", None) else {}),
+        **{f"{o}_valid": {f"{k:g}": v for k, v in scores.items()} for o, scores in model.selection_.items()},
+        **({"selected": {o: getattr(model.config, o) for o in model.selection_}} if model.selection_ else {}),
+        **({"bf16_probe": model.bf16_probe_} if model.bf16_probe_ else {}),
         "noise_to_signal": model.module_.diffusion.noise_to_signal(),
         "measured_noise_ratio": model.measured_noise_ratio(),
         "backend_seconds": t1 - t0, "ddrm_seconds": time.perf_counter() - t1})
