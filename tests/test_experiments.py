@@ -60,9 +60,10 @@ def test_diffrec_trains_scores_and_reweights_by_snr(tiny):
     assert s.shape == (6, tiny.n_items) and torch.isfinite(s).all()
     abar = m.diffusion_.alphas_cumprod
     snr = abar / (1 - abar)
-    assert float(m._weights[0]) == 1.0
-    assert torch.allclose(m._weights[1:].double(), snr[:-1] - snr[1:], rtol=1e-5)
-    assert len(m.history_) == 2 and "valid_recall@20" in m.history_[-1]
+    w = m.module_.weights
+    assert float(w[0]) == 1.0
+    assert torch.allclose(w[1:].double(), snr[:-1] - snr[1:], rtol=1e-5)
+    assert len(m.history_) == 2 and "recall@20" in m.history_[-1]["valid"]
 
 
 def test_mean_std_and_paired_test(tmp_path):

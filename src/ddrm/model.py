@@ -23,7 +23,6 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from . import distributed
 from .backends import Backend
@@ -45,6 +44,7 @@ from .errors import ConfigError
 from .precision import probe_bf16
 from .recommender import Recommender
 from .settings import EvalConfig
+from .trainable import TrainableModule
 from .training import TrainConfig, TrainResult, resolve_device, train_loop
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class DDRMConfig:
         return self.steps if self.sampling_steps is None else self.sampling_steps
 
 
-class DDRMModule(nn.Module):
+class DDRMModule(TrainableModule):
     """The trainable part: diffusion buffers + user and item denoisers, over a backend module.
 
     The backend module given is never changed. Frozen (``freeze_backend``), it is only read (its embeddings, through
@@ -250,9 +250,6 @@ class DDRMModule(nn.Module):
         return torch.cat([e_u, h], dim=1)
 
     # ------------------------------------------------------------------ training
-    def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None:
-        pass
-
     def _autocast(self):
         dev = self.diffusion.betas.device.type
         return torch.autocast(dev, dtype=torch.bfloat16, enabled=self.cfg.bf16)

@@ -21,12 +21,13 @@ import torch
 from .checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
 from .data.interactions import Interactions
 from .errors import CheckpointError
+from .trainable import TrainableModule
 
 # TrainConfig fields that may change between an interruption and its resumption.
 RESUMABLE_CHANGES = ("epochs", "patience", "device")
 
 
-def capture_rng(model: Any) -> dict[str, Any]:
+def capture_rng(model: TrainableModule) -> dict[str, Any]:
     """The torch / python / numpy global streams plus the model's own generators (``model.rng_state()``)."""
     legacy = np.random.get_state(legacy=False)
     return {
@@ -35,11 +36,11 @@ def capture_rng(model: Any) -> dict[str, Any]:
         "python": random.getstate(),
         "numpy": {"key": torch.from_numpy(legacy["state"]["key"].astype(np.int64)), "pos": legacy["state"]["pos"],
                   "has_gauss": legacy["has_gauss"], "gauss": legacy["gauss"]},
-        "model": model.rng_state() if hasattr(model, "rng_state") else {},
+        "model": model.rng_state(),
     }
 
 
-def restore_rng(model: Any, state: dict[str, Any]) -> None:
+def restore_rng(model: TrainableModule, state: dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng`."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
@@ -49,8 +50,7 @@ def restore_rng(model: Any, state: dict[str, Any]) -> None:
     np.random.set_state({"bit_generator": "MT19937", "state": {"key": n["key"].numpy().astype(np.uint32),
                                                                "pos": n["pos"]},
                          "has_gauss": n["has_gauss"], "gauss": n["gauss"]})
-    if hasattr(model, "set_rng_state"):
-        model.set_rng_state(state["model"])
+    model.set_rng_state(state["model"])
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The training loop shared by backends and DDRM: BPR triples per epoch, Adam, validation, early stopping."""
+"""The one training loop of ddrm (backends, DDRM, DiffRec): an epoch of examples from the model's sampler, Adam,
+validation, early stopping, resumable state, signals, NaN checks, torchrun. The hooks it calls: :mod:`ddrm.trainable`."""
 
 from __future__ import annotations
 
@@ -14,20 +15,19 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
 from . import distributed
 from .data.interactions import Interactions
-from .data.sampling import interaction_keys, sample_triples
 from .errors import ConfigError, DDRMError
-from .evaluation import Scorer, evaluate
+from .evaluation import evaluate
 from .interrupt import StopFlag, TrainingInterrupted, graceful_signals
 from .progress import progress
 from .settings import EvalConfig
 from .train_state import LoopState, capture_rng, load_state, restore_rng, save_state, state_exists
+from .trainable import TrainableModule
 
 logger = logging.getLogger(__name__)
 CHECK_EVERY = 20  # single-GPU training reads the loss (a host-device sync) once per this many steps; the progress
@@ -72,28 +72,6 @@ def resolve_device(name: str) -> torch.device:
     return distributed.device_for_rank(dev)
 
 
-class TrainableModel(Protocol):
-    """What the loop needs: parameters, a loss on triples, and a scorer for validation."""
-
-    def parameters(self): ...
-
-    def train(self, mode: bool = True): ...
-
-    def state_dict(self): ...
-
-    def load_state_dict(self, state, strict: bool = True): ...
-
-    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss terms for int64 index tensors of shape [B]; key ``loss`` is minimised."""
-        ...
-
-    def on_epoch_start(self, epoch: int, rng: np.random.Generator) -> None: ...
-
-    def scorer(self) -> Scorer:
-        """A frozen scorer for evaluation (embeddings computed once)."""
-        ...
-
-
 @dataclass
 class TrainResult:
     """What a training run produced: best epoch, its validation metrics, and the history."""
@@ -133,17 +111,17 @@ class NonFiniteLoss(DDRMError):
 class _LossModule(torch.nn.Module):
     """``forward = model.loss``, so DistributedDataParallel can wrap a model whose training entry point is ``loss``."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: TrainableModule) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model.loss(users, pos, neg)
+    def forward(self, *batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.loss(*batch)
 
 
 
 
-def _optimizer(model: TrainableModel, cfg: TrainConfig, params: list | None) -> torch.optim.Adam | None:
+def _optimizer(model: TrainableModule, cfg: TrainConfig, params: list | None) -> torch.optim.Adam | None:
     groups = params if params is not None else [{"params": list(model.parameters())}]
     if groups and not isinstance(groups[0], dict):
         groups = [{"params": groups}]
@@ -153,7 +131,7 @@ def _optimizer(model: TrainableModel, cfg: TrainConfig, params: list | None) -> 
 
 
 def train_loop(
-    model: TrainableModel,
+    model: TrainableModule,
     data: Interactions,
     cfg: TrainConfig,
     eval_cfg: EvalConfig,
@@ -165,7 +143,7 @@ def train_loop(
     on_validation: Callable[[int, float], None] | None = None,
     state_path: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
-    """Train ``model`` with Adam on BPR triples, validating every ``eval_every`` epochs; keeps the best state.
+    """Train ``model`` with Adam on the examples of its ``sampler`` (BPR triples unless it says otherwise), validating every ``eval_every`` epochs; keeps the best state.
 
     ``params`` may be a list of parameters or of Adam parameter groups (dicts with their own ``lr``).
     The model ends in the state of its best validation score (or the last state when ``epochs == 0``).
@@ -185,8 +163,7 @@ def train_loop(
     if cfg.epochs == 0 or opt is None:
         return result
     rng = np.random.default_rng(seed)
-    keys = interaction_keys(data.train)
-    n = data.train.nnz
+    sampler = model.sampler(data)
     cfg_dict = dataclasses.asdict(cfg)
     st = LoopState()
     if state_exists(state_path):
@@ -202,13 +179,12 @@ def train_loop(
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        if hasattr(model, "set_rank"):
-            model.set_rank(rank)
+        model.set_rank(rank)
         ddp_ids = [device.index] if device.type == "cuda" else None
         ddp_args = inspect.signature(DistributedDataParallel.__init__).parameters  # buffers are constants here
         no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in ddp_args else {"broadcast_buffers": False}
         loss_fn = DistributedDataParallel(_LossModule(model), device_ids=ddp_ids, **no_sync,
-                                          find_unused_parameters=bool(getattr(model, "has_unused_parameters", False)))
+                                          find_unused_parameters=model.has_unused_parameters)
         quiet = quiet or rank != 0
 
     def save(epoch: int, step: int, epoch_loss: float, epoch_rng: dict) -> None:
@@ -233,7 +209,8 @@ def train_loop(
             epoch_rng = copy.deepcopy(rng.bit_generator.state)
             model.train(True)
             model.on_epoch_start(epoch, rng)
-            users, pos, neg = (torch.from_numpy(a).to(device) for a in sample_triples(data.train, n, rng, keys))
+            examples = tuple(torch.from_numpy(a).to(device) for a in sampler(rng))
+            n = examples[0].shape[0]
             first, total = 0, 0.0
             if epoch == st.epoch and st.rng:  # resuming: the torch streams as they were when the state was written
                 restore_rng(model, st.rng)
@@ -241,7 +218,6 @@ def train_loop(
             n_steps = -(-n // cfg.batch_size)
             bar = progress(range(first, n_steps), desc=f"{desc} epoch {epoch}", leave=False, quiet=quiet,
                        initial=first, total=n_steps)
-            on_step = getattr(model, "on_step", None)
             # the running loss sum and a non-finite flag stay on the device; reading them waits for the device, so
             # on a single GPU that happens every CHECK_EVERY steps (the launch queue never drains in between),
             # elsewhere every step (before the update, so a non-finite loss never reaches the weights)
@@ -250,10 +226,9 @@ def train_loop(
             bad_t = torch.zeros((), dtype=torch.bool, device=device)
             checked = first  # the steps before this one were checked
             for step in bar:
-                if on_step is not None:
-                    on_step((epoch - 1) * n_steps + step)
+                model.on_step((epoch - 1) * n_steps + step)
                 sl = slice(step * cfg.batch_size + rank, (step + 1) * cfg.batch_size, world)
-                terms = loss_fn(users[sl], pos[sl], neg[sl])
+                terms = loss_fn(*(x[sl] for x in examples))
                 loss = terms["loss"]
                 bad_t |= ~torch.isfinite(loss.detach())
                 check = (step + 1) % every == 0 or step + 1 == n_steps or stop.requested

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data.interactions import Interactions
 from ..errors import ConfigError
+from ..trainable import TrainableModule
 from .graph import LAYER_COMBINES, normalized_adjacency, propagate
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class BackendConfig:
             raise ConfigError("backend 'import' needs backend.path, or backend.user_path and backend.item_path.")
 
 
-class EmbeddingBackend(nn.Module):
+class EmbeddingBackend(TrainableModule):
     """User and item ego embeddings, optional LightGCN propagation, BPR loss, optional SGL contrastive loss.
 
     Parameters
@@ -123,6 +124,7 @@ class EmbeddingBackend(nn.Module):
         self.adj = normalized_adjacency(train) if depth > 0 else None
         self.views: tuple[torch.Tensor, torch.Tensor] | None = None
         self._cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._global_step = 0  # from on_step: T-CE's drop-rate schedule
 
     def __deepcopy__(self, memo: dict) -> EmbeddingBackend:
         """A copy with its own weights; the graph (read only; sparse tensors cannot be deep-copied) and the training
@@ -191,7 +193,7 @@ class EmbeddingBackend(nn.Module):
 
     def drop_rate(self) -> float:
         """T-CE's current drop rate: linear from 0 to ``tce_max_rate`` over ``tce_warmup`` steps."""
-        return self.cfg.tce_max_rate * min(1.0, getattr(self, "_global_step", 0) / self.cfg.tce_warmup)
+        return self.cfg.tce_max_rate * min(1.0, self._global_step / self.cfg.tce_warmup)
 
     def _denoised_mean(self, losses: torch.Tensor, s_pos: torch.Tensor) -> torch.Tensor:
         """Mean per-triple loss [B] -> scalar under ``cfg.denoise`` (plain mean, T-CE truncation or R-CE weights)."""

@@ -10,9 +10,9 @@ implemented (t is uniform). Memory is bounded by the user batch: rows are densif
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -24,9 +24,8 @@ from ..data.interactions import Interactions
 from ..denoiser import timestep_embedding
 from ..diffusion import GaussianDiffusion, inference_salt, keyed_normal, make_betas
 from ..errors import ConfigError
-from ..evaluation import evaluate
-from ..progress import progress
 from ..recommender import Recommender
+from ..trainable import Sampler, TrainableModule
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +59,60 @@ class _DiffRecMLP(nn.Module):
         return h
 
 
+class _DiffRecModule(TrainableModule):
+    """What the training loop trains for :class:`DiffRec`: the MLP, the diffusion, and the loss on a batch of users.
+
+    Its sampler gives each epoch's users (those with training items) in a random order; its generator (seed + 1)
+    draws the steps, the forward noise and the dropout masks.
+    """
+
+    def __init__(self, owner: DiffRec, data: Interactions) -> None:
+        super().__init__()
+        self.owner = [owner]  # not a child module
+        betas = make_betas("linear-var", owner.steps, owner.noise_scale, owner.noise_min, owner.noise_max)
+        self.diffusion = GaussianDiffusion(betas, "x0")
+        self.net = _DiffRecMLP(data.n_items, owner.dims, owner.emb_size, owner.dropout, owner.seed)
+        abar = self.diffusion.alphas_cumprod
+        snr = abar / (1 - abar)
+        self.register_buffer("weights", torch.cat([torch.ones(1, dtype=snr.dtype), snr[:-1] - snr[1:]]).float())
+        self.generator = torch.Generator().manual_seed(owner.seed + 1)
+        self.steps, self.reweight = owner.steps, owner.reweight
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        dev = self.weights.device
+        if self.generator.device != dev:
+            self.generator = torch.Generator(device=dev).manual_seed(self.generator.initial_seed())
+        return out
+
+    def sampler(self, data: Interactions) -> Sampler:
+        users = np.flatnonzero(np.diff(data.train.indptr) > 0)
+        return lambda rng: (rng.permutation(users),)
+
+    def loss(self, users: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``w(t) ||x0_hat - x0||^2 / n_items`` averaged over the batch's users [B]."""
+        x0 = self.owner[0]._rows(users.cpu().numpy())
+        g = self.generator
+        t = torch.randint(0, self.steps, (x0.shape[0],), generator=g, device=x0.device)
+        xt = self.diffusion.q_sample(x0, t, generator=g)
+        per_user = (self.net(xt, t, g) - x0).pow(2).mean(1)
+        w = self.weights[t] if self.reweight else torch.ones_like(per_user)
+        return {"loss": (w * per_user).mean()}
+
+    def scorer(self) -> DiffRec:
+        return self.owner[0]
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+    def set_rank(self, rank: int) -> None:
+        if rank:
+            self.generator.manual_seed(self.owner[0].seed + 1 + 7919 * rank)
+
+
 class DiffRec(Recommender):
     """DiffRec with its ML-1M defaults (lr 1e-3, batch 400, dims [200, 600], T = 40, noise 0.005 / 0.005 / 0.01)."""
 
@@ -79,11 +132,15 @@ class DiffRec(Recommender):
     def _rows(self, users: np.ndarray) -> torch.Tensor:
         return torch.from_numpy((self.train_[users] > 0).toarray().astype(np.float32)).to(self.device_)
 
-    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> DiffRec:
-        """Train with Adam on shuffled user batches; validate every ``eval_every`` epochs; keep the best state.
+    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None,
+            state_path: str | os.PathLike[str] | None = None) -> DiffRec:
+        """Train with Adam on shuffled user batches in ddrm's training loop (validation every ``eval_every`` epochs
+        on recall@20, early stopping, the best state kept; NaN checks, and with ``state_path`` resumable and
+        stopped cleanly by SIGINT / SIGTERM).
 
         ``on_validation(epoch, recall@20)`` is called after every validation (the tuner's pruning hook)."""
-        from ..training import resolve_device
+        from ..settings import EvalConfig
+        from ..training import TrainConfig, resolve_device, train_loop
 
         if data.n_items > self.max_items:
             raise ConfigError(f"DiffRec's denoiser is dense in n_items ({data.n_items} > max_items={self.max_items}).")
@@ -91,51 +148,15 @@ class DiffRec(Recommender):
             raise ConfigError(f"noise_steps must be between 0 and steps={self.steps}.")
         self.device_ = resolve_device(self.device)
         self.train_ = data.train
-        betas = make_betas("linear-var", self.steps, self.noise_scale, self.noise_min, self.noise_max)
-        self.diffusion_ = GaussianDiffusion(betas, "x0").to(self.device_)
-        self.net_ = _DiffRecMLP(data.n_items, self.dims, self.emb_size, self.dropout, self.seed).to(self.device_)
-        abar = self.diffusion_.alphas_cumprod
-        snr = abar / (1 - abar)
-        self._weights = torch.cat([torch.ones(1, dtype=snr.dtype, device=snr.device), snr[:-1] - snr[1:]]).float()
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        rng = np.random.default_rng(self.seed)
-        g = torch.Generator(device=self.device_).manual_seed(self.seed + 1)
-        users_all = np.flatnonzero(np.diff(data.train.indptr) > 0)
-        best, best_state, bad = -math.inf, None, 0
-        self.history_: list[dict] = []
-        for epoch in progress(range(1, self.epochs + 1), desc="diffrec", quiet=self.quiet, leave=False):
-            self.net_.train(True)
-            order = rng.permutation(users_all)
-            total = 0.0
-            for lo in range(0, order.size, self.batch_size):
-                x0 = self._rows(order[lo:lo + self.batch_size])
-                t = torch.randint(0, self.steps, (x0.shape[0],), generator=g, device=self.device_)
-                xt = self.diffusion_.q_sample(x0, t, generator=g)
-                per_user = (self.net_(xt, t, g) - x0).pow(2).mean(1)
-                w = self._weights[t] if self.reweight else torch.ones_like(per_user)
-                loss = (w * per_user).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-            self.net_.train(False)
-            entry = {"epoch": epoch, "loss": total}
-            if epoch % self.eval_every == 0 or epoch == self.epochs:
-                score = evaluate(self, data, "valid", (20,), device=self.device_).metrics["recall@20"]
-                entry["valid_recall@20"] = score
-                if score > best:
-                    best, best_state, bad = score, copy.deepcopy(self.net_.state_dict()), 0
-                else:
-                    bad += 1
-            self.history_.append(entry)
-            if on_validation is not None and "valid_recall@20" in entry:
-                on_validation(epoch, score)
-            if bad >= self.patience:
-                break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.net_.train(False)
-        self.best_valid_ = best
+        self.module_ = _DiffRecModule(self, data).to(self.device_)
+        self.diffusion_, self.net_ = self.module_.diffusion, self.module_.net
+        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                            eval_every=self.eval_every, patience=self.patience, device=str(self.device_))
+        self.result_ = train_loop(self.module_, data, train, EvalConfig(ks=(20,), metric="recall@20"), self.seed,
+                                  self.quiet, desc="diffrec", device=self.device_, on_validation=on_validation,
+                                  state_path=state_path)
+        self.history_ = self.result_.history
+        self.best_valid_ = self.result_.best_score
         return self
 
     @torch.no_grad()
