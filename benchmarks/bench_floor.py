@@ -93,7 +93,7 @@ def step_ms(backend: Backend, data: Interactions, batch: int, cfg: DDRMConfig, r
     return _min_ms(step, reps)
 
 
-def measure(backend: Backend, data: Interactions, args: argparse.Namespace, bf16: bool, steps: int,
+def measure(backend: Backend, data: Interactions, args: argparse.Namespace, bf16: bool,
             layers: list[tuple[int, int]]) -> dict:
     """One round of one precision: every GEMM alone, the full step and the batch-16 step."""
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -145,7 +145,7 @@ def main() -> None:
     rounds: dict[bool, list[dict]] = {False: [], True: []}
     for _ in range(args.rounds):
         for bf16 in (False, True):
-            rounds[bf16].append(measure(backend, data, args, bf16, steps, layers))
+            rounds[bf16].append(measure(backend, data, args, bf16, layers))
     out["runs"] = [{"bf16": bf16, **summarise(rounds[bf16], steps)} for bf16 in (False, True)]
     module = DDRMModule(backend.module_, data.train,
                         DDRMConfig(dims=tuple(args.dims), time_dim=args.time_dim), seed=0).train(True)

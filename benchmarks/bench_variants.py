@@ -32,7 +32,7 @@ ROWS = {"paper": [], "start_mix": ["start_mix_choices"], "start_step": ["start_s
         "fusion": ["fusion_choices"], "all three": list(GRID)}
 
 
-def run(path: str, data, args: argparse.Namespace) -> dict[str, Any]:
+def run(path: str, data) -> dict[str, Any]:
     model = DDRM.load(path, data)
     paper = dataclasses.replace(model.config, start="history", start_step=None, fusion=None,
                                 **{k: [] for k in GRID})
@@ -58,7 +58,7 @@ def main() -> None:
     args = p.parse_args()
     data = from_dict(DataConfig, {"name": args.data, "root": args.data_root}).load(quiet=True)
     print(json.dumps({"benchmark": "variants", "machine": machine(), "data": args.data,
-                      "results": [run(c, data, args) for c in args.checkpoints]}))
+                      "results": [run(c, data) for c in args.checkpoints]}))
 
 
 if __name__ == "__main__":

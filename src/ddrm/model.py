@@ -44,7 +44,7 @@ from .errors import ConfigError
 from .precision import probe_bf16
 from .recommender import Recommender
 from .settings import EvalConfig
-from .trainable import TrainableModule
+from .trainable import SeededModule
 from .training import TrainConfig, TrainResult, resolve_device, train_loop
 
 logger = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class DDRMConfig:
         return self.steps if self.sampling_steps is None else self.sampling_steps
 
 
-class DDRMModule(TrainableModule):
+class DDRMModule(SeededModule):
     """The trainable part: diffusion buffers + user and item denoisers, over a backend module.
 
     The backend module given is never changed. Frozen (``freeze_backend``), it is only read (its embeddings, through
@@ -167,7 +167,7 @@ class DDRMModule(TrainableModule):
     """
 
     def __init__(self, backend: EmbeddingBackend, train: sp.csr_matrix, cfg: DDRMConfig, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed + 1)  # the training generator: forward noise, timesteps, dropout
         self.cfg = cfg
         if cfg.freeze_backend:
             object.__setattr__(self, "backend", backend)  # read only: not registered as a child module
@@ -182,39 +182,21 @@ class DDRMModule(TrainableModule):
         self.item_denoiser = MLPDenoiser(d, cfg.dims, cfg.time_dim, cfg.activation, cfg.dropout, g, cfg.steps,
                                          cond_dim=2 * d if cfg.guidance == "both" else d)
         self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed + 1)
         self._history: torch.Tensor | None = None
 
     def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        dev = self.diffusion.betas.device
-        if self.generator.device != dev:
-            state = self.generator.initial_seed()
-            self.generator = torch.Generator(device=dev).manual_seed(state)
         self._history = None
-        return out
+        return super()._apply(fn, recurse)
 
     def train(self, mode: bool = True):
         if mode and not self.cfg.freeze_backend:
             self._history = None  # the backend is about to change
         return super().train(mode)
 
-    def rng_state(self) -> dict[str, torch.Tensor]:
-        """The training generator's state (forward noise, timesteps, dropout), for exact resumption."""
-        return {"generator": self.generator.get_state()}
-
-    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator"])
-
     @property
     def has_unused_parameters(self) -> bool:
         """A disabled denoiser keeps parameters that get no gradient (DistributedDataParallel must be told)."""
         return not (self.cfg.user_denoiser and self.cfg.item_denoiser)
-
-    def set_rank(self, rank: int) -> None:
-        """Distributed training: a different noise / timestep stream on every rank (rank 0 keeps the seed's)."""
-        if rank:
-            self.generator.manual_seed(self.seed + 1 + 7919 * rank)
 
     def load_state_dict(self, state, strict: bool = True, assign: bool = False):
         """Load the denoisers (and, fine-tuned jointly, the backend copy's ``backend.*``). A frozen backend is not part

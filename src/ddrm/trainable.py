@@ -77,3 +77,33 @@ class TrainableModule(nn.Module):
 
     def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`rng_state` returned."""
+
+
+class SeededModule(TrainableModule):
+    """A trainable module that draws its training randomness (steps, noise, dropout) from one torch generator of its
+    own, seeded with ``generator_seed``: the generator follows the module across devices, is saved in training
+    states, and under torchrun rank r reseeds it with ``generator_seed + 7919 r`` (rank 0 keeps the seed's stream)."""
+
+    def __init__(self, generator_seed: int) -> None:
+        super().__init__()
+        self.generator_seed = generator_seed
+        self.generator = torch.Generator().manual_seed(generator_seed)
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        ref = next(self.buffers(), None)
+        if ref is None:
+            ref = next(self.parameters(), None)
+        if ref is not None and self.generator.device != ref.device:
+            self.generator = torch.Generator(device=ref.device).manual_seed(self.generator.initial_seed())
+        return out
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+    def set_rank(self, rank: int) -> None:
+        if rank:
+            self.generator.manual_seed(self.generator_seed + 7919 * rank)

@@ -143,7 +143,8 @@ def train_loop(
     on_validation: Callable[[int, float], None] | None = None,
     state_path: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
-    """Train ``model`` with Adam on the examples of its ``sampler`` (BPR triples unless it says otherwise), validating every ``eval_every`` epochs; keeps the best state.
+    """Train ``model`` with Adam on the examples of its ``sampler`` (BPR triples unless it says otherwise),
+    validating every ``eval_every`` epochs; keeps the best state.
 
     ``params`` may be a list of parameters or of Adam parameter groups (dicts with their own ``lr``).
     The model ends in the state of its best validation score (or the last state when ``epochs == 0``).

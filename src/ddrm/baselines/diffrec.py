@@ -25,7 +25,7 @@ from ..denoiser import timestep_embedding
 from ..diffusion import GaussianDiffusion, inference_salt, keyed_normal, make_betas
 from ..errors import ConfigError
 from ..recommender import Recommender
-from ..trainable import Sampler, TrainableModule
+from ..trainable import Sampler, SeededModule
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class _DiffRecMLP(nn.Module):
         return h
 
 
-class _DiffRecModule(TrainableModule):
+class _DiffRecModule(SeededModule):
     """What the training loop trains for :class:`DiffRec`: the MLP, the diffusion, and the loss on a batch of users.
 
     Its sampler gives each epoch's users (those with training items) in a random order; its generator (seed + 1)
@@ -67,7 +67,7 @@ class _DiffRecModule(TrainableModule):
     """
 
     def __init__(self, owner: DiffRec, data: Interactions) -> None:
-        super().__init__()
+        super().__init__(owner.seed + 1)
         self.owner = [owner]  # not a child module
         betas = make_betas("linear-var", owner.steps, owner.noise_scale, owner.noise_min, owner.noise_max)
         self.diffusion = GaussianDiffusion(betas, "x0")
@@ -75,15 +75,7 @@ class _DiffRecModule(TrainableModule):
         abar = self.diffusion.alphas_cumprod
         snr = abar / (1 - abar)
         self.register_buffer("weights", torch.cat([torch.ones(1, dtype=snr.dtype), snr[:-1] - snr[1:]]).float())
-        self.generator = torch.Generator().manual_seed(owner.seed + 1)
         self.steps, self.reweight = owner.steps, owner.reweight
-
-    def _apply(self, fn, recurse=True):
-        out = super()._apply(fn, recurse)
-        dev = self.weights.device
-        if self.generator.device != dev:
-            self.generator = torch.Generator(device=dev).manual_seed(self.generator.initial_seed())
-        return out
 
     def sampler(self, data: Interactions) -> Sampler:
         users = np.flatnonzero(np.diff(data.train.indptr) > 0)
@@ -101,16 +93,6 @@ class _DiffRecModule(TrainableModule):
 
     def scorer(self) -> DiffRec:
         return self.owner[0]
-
-    def rng_state(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
-
-    def set_rng_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator"])
-
-    def set_rank(self, rank: int) -> None:
-        if rank:
-            self.generator.manual_seed(self.owner[0].seed + 1 + 7919 * rank)
 
 
 class DiffRec(Recommender):
