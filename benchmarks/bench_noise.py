@@ -25,9 +25,10 @@ from ddrm.backends import build
 from ddrm.baselines import EASE
 from ddrm.cleaning import auc_report, interaction_scores, popularity_scores
 from ddrm.config import from_dict
+from ddrm.config.data import DataConfig
+from ddrm.config.training import EvalConfig
 from ddrm.evaluation import evaluate
 from ddrm.model import DDRM, DDRMConfig
-from ddrm.settings import DataConfig, EvalConfig
 from ddrm.training import TrainConfig
 
 DATASETS: dict[str, dict[str, Any]] = {

@@ -19,9 +19,9 @@ from typing import Any
 from _common import DEFAULT_ROOT, machine
 
 from ddrm.config import from_dict
+from ddrm.config.data import DataConfig
 from ddrm.evaluation import evaluate
 from ddrm.model import DDRM
-from ddrm.settings import DataConfig
 
 GRID: dict[str, list[Any]] = {
     "start_mix_choices": [0.0, 0.25, 0.5, 0.75, 1.0],

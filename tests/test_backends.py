@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from ddrm.backends import Backend, build, normalized_adjacency, propagate
-from ddrm.backends.base import BackendConfig, _info_nce
+from ddrm.backends.sgl import info_nce
 from ddrm.cli import main
+from ddrm.config.backbones import BackendConfig
 from ddrm.data import SyntheticConfig, load_dataset, make_synthetic
 from ddrm.errors import CheckpointError, ConfigError
 from ddrm.evaluation import evaluate
@@ -74,7 +75,7 @@ def test_info_nce_matches_naive():
     an, bn = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
     naive = np.mean([-np.log(np.exp(float(an[k] @ bn[k]) / t) / np.exp((an[k] @ bn.T).numpy() / t).sum())
                      for k in range(5)])
-    assert _info_nce(a, b, t).item() == pytest.approx(naive, rel=1e-5)
+    assert info_nce(a, b, t).item() == pytest.approx(naive, rel=1e-5)
 
 
 @pytest.fixture(scope="module")

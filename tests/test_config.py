@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from ddrm.config import build_config, from_dict, load_yaml, parse_overrides, to_dict
+from ddrm.config.data import DataConfig
+from ddrm.config.training import EvalConfig
 from ddrm.errors import ConfigError
-from ddrm.settings import DataConfig, EvalConfig
 
 
 def test_overrides_are_typed_and_nested():
@@ -67,7 +68,7 @@ def test_every_shipped_config_parses():
         raw = load_yaml(f)
         dataset = f.parent.parent.name if f.parent.name == "tuned" else f.parent.name
         if f.name == "dataset.yaml":  # a dataset's policy for the experiments (e.g. injected noise)
-            from ddrm.settings import DataConfig
+            from ddrm.config.data import DataConfig
 
             assert set(raw) == {"data"} and build_config(DataConfig, overrides={**raw["data"], "name": dataset})
             continue
@@ -85,11 +86,41 @@ def test_every_shipped_config_parses():
 
 
 def test_backend_layers_default_to_each_backends_own():
-    from ddrm.backends.base import BackendConfig
+    from ddrm.config.backbones import BackendConfig
 
-    # a config that names the backend but not its depth: MF / import / ease-factors are not propagated
-    assert {n: from_dict(BackendConfig, {"name": n, "path": "x"}).layers
-            for n in ("mf", "lightgcn", "sgl", "import", "ease-factors")} == {
-        "mf": 0, "lightgcn": 3, "sgl": 3, "import": 0, "ease-factors": 0}
+    # a config that names the backend but not its depth: MF / import / ease-factors / ials are not propagated
+    extra = {"import": {"path": "x"}}
+    assert {n: from_dict(BackendConfig, {"name": n, **extra.get(n, {})}).layers
+            for n in ("mf", "lightgcn", "sgl", "import", "ease-factors", "ials")} == {
+        "mf": 0, "lightgcn": 3, "sgl": 3, "import": 0, "ease-factors": 0, "ials": 0}
     assert from_dict(BackendConfig, {"name": "mf", "layers": 2}).layers == 2
     assert to_dict(from_dict(BackendConfig, {"name": "sgl"}))["layers"] == 3  # checkpoints store the number
+
+
+def test_each_backbone_has_its_own_config_class_and_options():
+    from ddrm.config import backbones as cb
+
+    BackendConfig, MFConfig, SGLConfig = cb.BackendConfig, cb.MFConfig, cb.SGLConfig
+    classes = {"mf": MFConfig, "lightgcn": cb.LightGCNConfig, "sgl": SGLConfig, "import": cb.ImportConfig,
+               "ease-factors": cb.EaseFactorsConfig, "ials": cb.IALSConfig}
+    for name, cls in classes.items():
+        cfg = from_dict(BackendConfig, {"name": name, **({"path": "x"} if name == "import" else {})})
+        assert type(cfg) is cls and cfg.name == name
+        assert from_dict(BackendConfig, to_dict(cfg)) == cfg  # round trip through YAML / checkpoints
+    # an option of another backbone is refused, naming it
+    with pytest.raises(ConfigError, match="ssl_weight"):
+        from_dict(BackendConfig, {"name": "mf", "ssl_weight": 0.5})
+    with pytest.raises(ConfigError, match="ials_reg"):
+        from_dict(BackendConfig, {"name": "lightgcn", "ials_reg": 3.0})
+    with pytest.raises(ConfigError, match="unknown backend 'mff'"):
+        from_dict(BackendConfig, {"name": "mff"})
+    # the flat config written before the split (every backbone's options, at their defaults) still loads
+    legacy = {**to_dict(MFConfig(dim=8)), "ssl_weight": 0.1, "ssl_temperature": 0.2, "ssl_ratio": 0.1, "path": None,
+              "user_key": None, "item_key": None, "user_path": None, "item_path": None, "ease_reg": 1000.0,
+              "ease_norm": 1.0, "ials_reg": 1.0, "ials_alpha": 5.0, "ials_iterations": 15}
+    assert from_dict(BackendConfig, legacy) == MFConfig(dim=8)
+    # a plain BackendConfig built by hand becomes its backbone's class with that backbone's defaults
+    sgl = cb.as_backbone_config(BackendConfig(name="sgl", dim=8))
+    assert type(sgl) is SGLConfig and sgl.dim == 8 and sgl.ssl_weight == 0.1 and sgl.layers == 3
+    with pytest.raises(ConfigError, match="ssl_ratio"):
+        from_dict(BackendConfig, {"name": "sgl", "ssl_ratio": 1.5})

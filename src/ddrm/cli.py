@@ -12,11 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .config import build_config, deep_merge, load_yaml, parse_overrides
+from .config.data import DataConfig
+from .config.loader import build_config, deep_merge, load_yaml, parse_overrides
+from .config.training import EvalConfig
 from .errors import DDRMError
 from .interrupt import TrainingInterrupted
 from .report import format_table, metric_rows
-from .settings import DataConfig, EvalConfig
 
 logger = logging.getLogger("ddrm")
 
@@ -297,7 +298,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .data.synthetic import SyntheticConfig
+    from .config.data import SyntheticConfig
     from .demo import run_demo
 
     over = parse_overrides(args.overrides)
@@ -351,7 +352,8 @@ def _metrics_text(payload: dict[str, Any], ks, title: str) -> str:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from .runs import PretrainConfig, run_pretrain
+    from .config.runs import PretrainConfig
+    from .runs import run_pretrain
 
     cfg = _run_config(PretrainConfig, args)
     payload = run_pretrain(cfg, quiet=args.quiet, resume=args.resume is not None)
@@ -362,7 +364,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runs import TrainRunConfig, run_train
+    from .config.runs import TrainRunConfig
+    from .runs import run_train
 
     cfg = _run_config(TrainRunConfig, args)
     p = run_train(cfg, quiet=args.quiet, resume=args.resume is not None)
@@ -503,7 +506,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import shlex
 
-    from .tuning import TuneOptions, tune
+    from .config.tuning import TuneOptions
+    from .tuning import tune
 
     opts = TuneOptions(model=args.model, trials=args.trials, timeout=args.timeout, storage=args.storage,
                        study=args.study, space=args.space, output=args.output, pruner=args.pruner,

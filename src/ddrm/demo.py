@@ -14,15 +14,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends import Backend, BackendConfig
+from .backends import Backend
 from .baselines import EASE, MostPop
-from .config import from_dict, to_dict
-from .data.synthetic import SyntheticConfig, make_synthetic
+from .config.backbones import BackendConfig
+from .config.data import SyntheticConfig
+from .config.loader import from_dict, to_dict
+from .config.model import DDRMConfig
+from .config.training import EvalConfig, TrainConfig
+from .data.synthetic import make_synthetic
 from .evaluation import evaluate, noise_auc
-from .model import DDRM, DDRMConfig
+from .model import DDRM
 from .presets import preset
-from .settings import EvalConfig
-from .training import TrainConfig
 
 
 def _backend_pair_scores(backend: Backend, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -5,35 +5,23 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import distributed
-from .backends import Backend, BackendConfig
+from .backends import Backend
 from .checkpoint import data_info
-from .config import dump_yaml, to_dict
+from .config.data import DataConfig
+from .config.loader import dump_yaml, to_dict
+from .config.runs import PretrainConfig, TrainRunConfig
+from .config.training import EvalConfig
 from .data.interactions import Interactions
 from .errors import DDRMError
 from .evaluation import evaluate
 from .io import atomic_open, write_json
-from .model import DDRM, DDRMConfig
-from .settings import DataConfig, EvalConfig
-from .training import TrainConfig
+from .model import DDRM
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PretrainConfig:
-    """``ddrm pretrain``: train a backend with BPR and keep the best validation state."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    backend: BackendConfig = field(default_factory=BackendConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    seed: int = 0
-    output: str = "runs/pretrain"
 
 
 def evaluate_splits(model, data: Interactions, eval_cfg: EvalConfig, device="cpu",
@@ -134,24 +122,6 @@ def complete_run(out: Path, cfg: Any, data: Interactions, model: Backend | DDRM,
     write_run(out, cfg, payload)
     finish_run(out)
     return payload
-
-
-@dataclass
-class TrainRunConfig:
-    """``ddrm train``: get a backend (train it, import it, or load ``backend_checkpoint``), then train DDRM on it.
-
-    pretrain : optimisation of the backend when it is trained here; train : optimisation of DDRM
-    """
-
-    data: DataConfig = field(default_factory=DataConfig)
-    backend: BackendConfig = field(default_factory=BackendConfig)
-    backend_checkpoint: str | None = None
-    pretrain: TrainConfig = field(default_factory=TrainConfig)
-    ddrm: DDRMConfig = field(default_factory=DDRMConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    seed: int = 0
-    output: str = "runs/train"
 
 
 def get_backend(cfg: TrainRunConfig, data: Interactions, quiet: bool = False, folder: Path | None = None,

@@ -20,43 +20,18 @@ import numpy as np
 import torch
 
 from . import distributed
+from .config.training import EvalConfig, TrainConfig
 from .data.interactions import Interactions
 from .errors import ConfigError, DDRMError
 from .evaluation import evaluate
 from .interrupt import StopFlag, TrainingInterrupted, graceful_signals
 from .progress import progress
-from .settings import EvalConfig
 from .train_state import LoopState, capture_rng, load_state, restore_rng, save_state, state_exists
 from .trainable import TrainableModule
 
 logger = logging.getLogger(__name__)
 CHECK_EVERY = 20  # single-GPU training reads the loss (a host-device sync) once per this many steps; the progress
 # bar's loss is refreshed at the same steps
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings.
-
-    epochs : maximum number of epochs (one epoch = as many triples as training interactions)
-    batch_size : triples per step
-    lr : Adam learning rate; weight_decay : Adam weight decay
-    eval_every : validate every this many epochs (all validation users)
-    patience : stop after this many validations without improvement of ``eval.metric``
-    device : ``cpu``, ``cuda``, ``cuda:N`` or ``auto``
-    """
-
-    epochs: int = 100
-    batch_size: int = 2048
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    eval_every: int = 5
-    patience: int = 5
-    device: str = "cpu"
-
-    def validate(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.eval_every < 1 or self.patience < 1:
-            raise ConfigError("train needs epochs >= 0, batch_size >= 1, lr > 0, eval_every >= 1 and patience >= 1.")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,8 +92,6 @@ class _LossModule(torch.nn.Module):
 
     def forward(self, *batch: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.loss(*batch)
-
-
 
 
 def _optimizer(model: TrainableModule, cfg: TrainConfig, params: list | None) -> torch.optim.Adam | None:

@@ -1,4 +1,7 @@
-"""Backends: MF, LightGCN, SGL trained with BPR, imported embeddings, EASE or iALS factors; one interface for all."""
+"""Backends: MF, LightGCN, SGL trained with BPR, imported embeddings, EASE or iALS factors; one interface for all.
+
+Each backbone lives in its own file with its own config (``mf``, ``lightgcn``, ``sgl``, ``imported``,
+``ease_factors``, ``ials``); ``registry`` names them; :class:`Backend` fits, scores and saves any of them."""
 
 from __future__ import annotations
 
@@ -12,19 +15,30 @@ import numpy as np
 import torch
 
 from ..checkpoint import check_data, data_info, load_checkpoint, save_checkpoint
-from ..config import from_dict, to_dict
+from ..config.backbones import (
+    BackendConfig,
+    EaseFactorsConfig,
+    IALSConfig,
+    ImportConfig,
+    LightGCNConfig,
+    MFConfig,
+    SGLConfig,
+    as_backbone_config,
+)
+from ..config.loader import from_dict, to_dict
+from ..config.training import EvalConfig, TrainConfig
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..recommender import Recommender
-from ..settings import EvalConfig
-from ..training import TrainConfig, TrainResult, resolve_device, train_loop
-from .base import DEFAULT_LAYERS, BackendConfig, EmbeddingBackend, check_shapes, history_mean
-from .ease_factors import ease_factors
-from .embeddings_io import load_embeddings
+from ..training import TrainResult, resolve_device, train_loop
+from .base import EmbeddingBackend, history_mean
 from .graph import normalized_adjacency, propagate
+from .imported import load_embeddings
+from .registry import Backbone, backbone, backbones
+from .sgl import SGLModule
 
 logger = logging.getLogger(__name__)
-GIVEN = ("import", "ease-factors", "ials")  # backends whose embeddings are given (loaded or computed), not BPR-initialised
+DEFAULT_LAYERS: dict[str, int] = {name: int(b.config().layers) for name, b in backbones().items()}
 
 
 class Backend(Recommender):
@@ -32,13 +46,14 @@ class Backend(Recommender):
 
     Parameters
     ----------
-    config : architecture (``BackendConfig``); train : optimisation (``TrainConfig``); eval : validation protocol
+    config : architecture (a backbone's config, e.g. ``LightGCNConfig``; a plain ``BackendConfig(name=...)`` becomes
+        its backbone's class); train : optimisation (``TrainConfig``); eval : validation protocol
     seed : seeds initialisation and sampling; quiet : no progress bars
     """
 
     def __init__(self, config: BackendConfig | None = None, train: TrainConfig | None = None,
                  eval: EvalConfig | None = None, seed: int = 0, quiet: bool = False) -> None:
-        self.config = config or BackendConfig()
+        self.config = as_backbone_config(config or LightGCNConfig())
         self.train = train or TrainConfig()
         self.eval = eval or EvalConfig()
         self.seed = seed
@@ -48,37 +63,26 @@ class Backend(Recommender):
     def name(self) -> str:  # type: ignore[override]
         return self.config.name
 
+    @property
+    def backbone(self) -> Backbone:
+        """The backbone's registry entry (config class, module class, how given embeddings are made)."""
+        return backbone(self.config.name)
+
     def _build(self, data: Interactions) -> EmbeddingBackend:
+        """The backbone's module: randomly initialised, or holding the given embeddings (``import``,
+        ``ease-factors``, ``ials``; ``dim`` follows them)."""
+        spec = self.backbone
         g = torch.Generator().manual_seed(self.seed)
-        module = EmbeddingBackend(data.train, self.config, g)
-        given = self._given_embeddings(data)
-        if given is not None:
-            user, item = given
-            if user.shape[1] != self.config.dim:
-                self.config = dataclasses.replace(self.config, dim=int(user.shape[1]))
-                module = EmbeddingBackend(data.train, self.config, g)
-            with torch.no_grad():
-                module.user.copy_(user)
-                module.item.copy_(item)
+        if spec.initial is None:
+            return spec.module(data.train, self.config, g)
+        user, item = spec.initial(self.config, data, self.seed)
+        if user.shape[1] != self.config.dim:
+            self.config = dataclasses.replace(self.config, dim=int(user.shape[1]))
+        module = spec.module(data.train, self.config, g)
+        with torch.no_grad():
+            module.user.copy_(user)
+            module.item.copy_(item)
         return module
-
-    def _given_embeddings(self, data: Interactions) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Starting embeddings (users [n_users, d], items [n_items, d]) of ``import`` / ``ease-factors`` / ``ials``;
-        None for the backends that start from a random initialisation."""
-        cfg = self.config
-        if cfg.name == "ease-factors":
-            return ease_factors(data.train, cfg.dim, cfg.ease_reg, cfg.ease_norm)
-        if cfg.name == "ials":
-            from ..baselines.ials import ials_factors
-
-            user, item = ials_factors(data.train, cfg.dim, cfg.ials_reg, cfg.ials_alpha, cfg.ials_iterations,
-                                      self.seed)
-            return torch.from_numpy(user), torch.from_numpy(item)
-        if cfg.name == "import":
-            user, item = load_embeddings(cfg, data.n_users, data.n_items)
-            check_shapes(user, item, data, cfg.path or cfg.user_path or "import")
-            return user, item
-        return None
 
     def fit(self, data: Interactions, state_path: str | os.PathLike[str] | None = None,
             on_validation: Callable[[int, float], None] | None = None) -> Backend:
@@ -93,7 +97,7 @@ class Backend(Recommender):
         self.device_ = device
         self.train_ = data.train
         epochs = self.train.epochs
-        if self.config.name in GIVEN and epochs:
+        if self.backbone.given and epochs:
             logger.info("fine-tuning %s embeddings for up to %d epochs", self.config.name, epochs)
         self.result_: TrainResult = train_loop(self.module_, data, self.train, self.eval, self.seed, self.quiet,
                                                desc=self.config.name, device=device,
@@ -165,7 +169,7 @@ class Backend(Recommender):
         """Rebuild a fitted backend from saved configs and ego weights (``{"user": ..., "item": ...}``)."""
         backend = cls(from_dict(BackendConfig, backend_cfg), from_dict(TrainConfig, train_cfg), seed=seed)
         dev = resolve_device(device)
-        module = EmbeddingBackend(data.train, backend.config)
+        module = backend.backbone.module(data.train, backend.config)
         if tuple(state["user"].shape) != tuple(module.user.shape) or tuple(state["item"].shape) != tuple(
                 module.item.shape):
             raise ConfigError(f"saved embeddings {tuple(state['user'].shape)} / {tuple(state['item'].shape)} do not "
@@ -192,21 +196,21 @@ class Backend(Recommender):
 def build(name: str, **params: Any) -> Backend:
     """A backend by name with flat keyword parameters, e.g. ``build("lightgcn", layers=3, epochs=50, lr=1e-3)``.
 
-    Keys of :class:`BackendConfig` and :class:`TrainConfig` are accepted, plus ``seed`` and ``quiet``.
+    Keys of the backbone's config (e.g. :class:`SGLConfig`) and of :class:`TrainConfig` are accepted, plus
+    ``seed``, ``quiet`` and ``metric``.
     """
-    bkeys = {f.name for f in dataclasses.fields(BackendConfig)}
+    bkeys = {f.name for f in dataclasses.fields(backbone(name).config)}
     tkeys = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(params) - bkeys - tkeys - {"seed", "quiet", "metric"})
     if unknown:
-        raise ConfigError(f"unknown backend parameter {unknown[0]!r}.")
+        raise ConfigError(f"unknown parameter {unknown[0]!r} for backend {name!r}.")
     bdict = {"name": name, **{k: v for k, v in params.items() if k in bkeys}}
-    if name not in DEFAULT_LAYERS:
-        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(DEFAULT_LAYERS)}.")
     ev = from_dict(EvalConfig, {"metric": params["metric"]}) if "metric" in params else EvalConfig()
     return Backend(from_dict(BackendConfig, bdict), from_dict(TrainConfig, {k: v for k, v in params.items()
                                                                             if k in tkeys}),
                    ev, seed=params.get("seed", 0), quiet=params.get("quiet", False))
 
 
-__all__ = ["Backend", "BackendConfig", "EmbeddingBackend", "build", "load_embeddings", "normalized_adjacency",
-           "propagate", "DEFAULT_LAYERS"]
+__all__ = ["Backend", "Backbone", "BackendConfig", "DEFAULT_LAYERS", "EaseFactorsConfig", "EmbeddingBackend",
+           "IALSConfig", "ImportConfig", "LightGCNConfig", "MFConfig", "SGLConfig", "SGLModule", "backbone",
+           "backbones", "build", "load_embeddings", "normalized_adjacency", "propagate"]

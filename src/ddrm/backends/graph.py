@@ -9,6 +9,8 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from ..config.backbones import LAYER_COMBINES
+
 
 def normalized_adjacency(train: sp.csr_matrix, keep: np.ndarray | None = None) -> torch.Tensor:
     """``D^-1/2 A D^-1/2`` for ``A = [[0, R], [R^T, 0]]`` as a torch sparse CSR tensor [n_users + n_items]^2.
@@ -55,7 +57,6 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, ctx.adj @ grad
 
 
-LAYER_COMBINES = ("mean", "normalized_sum")
 
 
 def propagate(user_emb: torch.Tensor, item_emb: torch.Tensor, adj: torch.Tensor | None, layers: int,

@@ -121,8 +121,8 @@ class DiffRec(Recommender):
         stopped cleanly by SIGINT / SIGTERM).
 
         ``on_validation(epoch, recall@20)`` is called after every validation (the tuner's pruning hook)."""
-        from ..settings import EvalConfig
-        from ..training import TrainConfig, resolve_device, train_loop
+        from ..config.training import EvalConfig, TrainConfig
+        from ..training import resolve_device, train_loop
 
         if data.n_items > self.max_items:
             raise ConfigError(f"DiffRec's denoiser is dense in n_items ({data.n_items} > max_items={self.max_items}).")

@@ -3,49 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
+from ..config.data import SplitOptions
 from ..errors import ConfigError, DataError
 from .interactions import SPLITS, Interactions, build_csr
 from .table import RawTable
 
 logger = logging.getLogger(__name__)
 
-SplitMethod = Literal["auto", "chrono", "chrono-user", "random"]
-SplitMode = Literal["all", "clean", "noisy"]
-
-
-@dataclass
-class SplitOptions:
-    """How a single table of raw interactions becomes train / valid / test.
-
-    method : ``chrono`` (one global time cut, DiffRec), ``chrono-user`` (per-user time cut), ``random`` or ``auto``
-        (chrono when timestamps exist, else random)
-    ratios : train / valid / test fractions, summing to 1
-    mode : ``all`` keeps everything; ``clean`` keeps only rating >= threshold everywhere; ``noisy`` keeps low ratings
-        in train and valid (natural noise) but tests on clean interactions only
-    threshold : rating threshold for ``clean`` / ``noisy``
-    drop_cold : drop valid/test interactions whose user or item never occurs in train
-    """
-
-    method: SplitMethod = "auto"
-    ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    mode: SplitMode = "all"
-    threshold: float = 4.0
-    drop_cold: bool = True
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.method not in ("auto", "chrono", "chrono-user", "random"):
-            raise ConfigError(f"unknown split method {self.method!r}; use auto, chrono, chrono-user or random.")
-        if self.mode not in ("all", "clean", "noisy"):
-            raise ConfigError(f"unknown split mode {self.mode!r}; use all, clean or noisy.")
-        r = np.asarray(self.ratios, dtype=float)
-        if r.shape != (3,) or (r < 0).any() or r[0] <= 0 or abs(r.sum() - 1.0) > 1e-6:
-            raise ConfigError(f"split ratios must be three non-negative fractions summing to 1, got {list(self.ratios)}.")
 
 
 def split_table(table: RawTable, opts: SplitOptions) -> dict[str, RawTable]:

@@ -13,34 +13,19 @@ movielens  raw ``ratings.dat`` (``::``) or ``u.data`` (tab), split here
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..config.data import ReadOptions
 from ..errors import ConfigError, DataError
 from .interactions import SPLITS, Interactions
-from .preprocess import SplitOptions, carve_validation, split_table, tables_to_interactions
+from .preprocess import carve_validation, split_table, tables_to_interactions
 from .table import RawTable, check_ids, iter_row_chunks, read_columns, read_rows, to_float
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("diffrec", "lightgcn", "recbole", "csv", "movielens")
-
-
-@dataclass
-class ReadOptions:
-    """Options of the readers (all optional; the format is detected when ``format`` is None)."""
-
-    format: str | None = None
-    sep: str | None = None
-    user_col: str = "user_id"
-    item_col: str = "item_id"
-    rating_col: str = "rating"
-    timestamp_col: str = "timestamp"
-    valid_ratio: float = 0.1
-    seed: int = 0
-    split: SplitOptions = field(default_factory=SplitOptions)
 
 
 def detect_format(path: Path) -> str:

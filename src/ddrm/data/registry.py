@@ -12,13 +12,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config.data import ReadOptions, SplitOptions, SyntheticConfig
 from ..errors import DataError
 from ..io import atomic_path
 from ..progress import progress
 from .interactions import Interactions
-from .preprocess import SplitOptions
-from .readers import ReadOptions, read_dataset
-from .synthetic import SyntheticConfig, make_synthetic
+from .readers import read_dataset
+from .synthetic import make_synthetic
 
 logger = logging.getLogger(__name__)
 

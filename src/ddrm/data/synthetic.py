@@ -2,43 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from ..errors import ConfigError
+from ..config.data import SyntheticConfig
 from .interactions import Interactions, build_csr
 from .preprocess import inject_noise
-
-
-@dataclass
-class SyntheticConfig:
-    """Size and shape of the synthetic dataset.
-
-    Users and items get latent vectors of size ``dim``; a user's clean interactions are drawn without replacement
-    with probability proportional to ``exp(temperature * <u, v> / sqrt(dim) + popularity bias)``, split per user
-    into train / valid / test by ``ratios``. Then ``noise_ratio * nnz(train)`` uniformly random pairs are planted
-    into train with label ``noise = 1`` so denoising can be measured against ground truth.
-    """
-
-    n_users: int = 1000
-    n_items: int = 600
-    dim: int = 8
-    mean_items: float = 40.0
-    temperature: float = 4.0
-    popularity: float = 1.0
-    noise_ratio: float = 0.2
-    ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.n_users < 2 or self.n_items < 10 or self.dim < 1:
-            raise ConfigError("synthetic data needs n_users >= 2, n_items >= 10 and dim >= 1.")
-        if not 3 <= self.mean_items <= self.n_items / 2:
-            raise ConfigError(f"synthetic mean_items must be in [3, n_items / 2], got {self.mean_items}.")
-        r = np.asarray(self.ratios, dtype=float)
-        if r.shape != (3,) or (r <= 0).any() or abs(r.sum() - 1) > 1e-6:
-            raise ConfigError(f"synthetic ratios must be three positive fractions summing to 1, got {self.ratios}.")
 
 
 def make_synthetic(cfg: SyntheticConfig | None = None) -> Interactions:

@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 
 from ..baselines import BASELINES
-from ..config import build_config, deep_merge, load_yaml
+from ..config.loader import build_config, deep_merge, load_yaml
+from ..config.runs import PretrainConfig, TrainRunConfig
+from ..config.training import EvalConfig
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..io import atomic_path, write_json
 from ..progress import progress
-from ..runs import PretrainConfig, TrainRunConfig, load_model, run_pretrain, run_train
-from ..settings import EvalConfig
+from ..runs import load_model, run_pretrain, run_train
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import deep_merge, load_yaml
+from ..config.data import DataConfig
+from ..config.loader import deep_merge, load_yaml
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..presets import preset
-from ..settings import DataConfig
 from .cells import BASELINE_NAMES, Cell, load_run_config, run_cells
 from .report import (
     METRICS,

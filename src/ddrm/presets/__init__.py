@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..config import load_yaml
+from ..config.loader import load_yaml
 
 
 def preset(name: str) -> dict[str, Any]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..config.data import DataConfig
 from ..data.registry import REGISTRY, default_data_root
 from ..data.table import read_rows
 from ..errors import DataError
-from ..settings import DataConfig
 
 logger = logging.getLogger(__name__)
 

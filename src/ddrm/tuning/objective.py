@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import build_config, deep_merge, nest, parse_overrides, to_dict
+from ..config.loader import build_config, deep_merge, nest, parse_overrides, to_dict
+from ..config.training import EvalConfig
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..evaluation import evaluate
-from ..settings import EvalConfig
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class ModelSpec:
 
     @property
     def config_class(self) -> type:
-        from ..runs import PretrainConfig, TrainRunConfig
+        from ..config.runs import PretrainConfig, TrainRunConfig
 
         return {"pretrain": PretrainConfig, "train": TrainRunConfig}[self.kind]
 
@@ -201,7 +201,7 @@ class Fitter:
     def complete_config(self, cfg: dict[str, Any], model, output: str) -> dict[str, Any]:
         """The config that the matching ``ddrm`` command accepts unchanged: every model setting written out, the data
         section as given (checked by building it)."""
-        from ..settings import DataConfig
+        from ..config.data import DataConfig
 
         data = dict(cfg.get("data", {}))
         build_config(DataConfig, overrides=data)

@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..config import load_yaml, nest
+from ..config.loader import load_yaml, nest
 from ..errors import ConfigError
 
 KINDS = ("float", "int", "categorical")

@@ -21,58 +21,21 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..config.data import DataConfig
+from ..config.tuning import TuneOptions
 from ..data.interactions import Interactions
 from ..errors import ConfigError, DDRMError
 from ..interrupt import TrainingInterrupted, graceful_signals
 from ..io import atomic_open, atomic_path, write_json
-from ..settings import DataConfig
 from .objective import Fitter, ModelSpec, base_config, check_keys, flatten, resolve_model, trial_config
 from .space import SearchSpace, load_space, shipped_space_path
 
 logger = logging.getLogger(__name__)
-PRUNERS = ("median", "halving", "none")
-
-
-@dataclass
-class TuneOptions:
-    """What ``ddrm tune`` was asked.
-
-    model : a name from :func:`ddrm.tuning.objective.model_names`; trials : the study's total of finished trials
-    timeout : stop starting trials after this many seconds; storage : Optuna storage URL or journal file path
-    study : study name (default ``<model>-<dataset>``); space : a space file (default: the shipped one)
-    output : folder for study.db, trials.csv, best.yaml, the plot and result.json (default runs/tune/<study>)
-    pruner : median, halving or none; seed : the sampler's seed; worker : this process's index among workers
-    sharing a study (shifts the sampler's seed); final : refit the best trial and evaluate it on test
-    """
-
-    model: str
-    trials: int = 20
-    timeout: float | None = None
-    storage: str | None = None
-    study: str | None = None
-    space: str | None = None
-    output: str | None = None
-    pruner: str = "median"
-    seed: int = 0
-    worker: int = 0
-    final: bool = True
-    quiet: bool = False
-
-    def validate(self) -> None:
-        if self.trials < 1:
-            raise ConfigError(f"--trials must be >= 1, got {self.trials}.")
-        if self.timeout is not None and self.timeout <= 0:
-            raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout}.")
-        if self.pruner not in PRUNERS:
-            raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}.")
-        if self.worker < 0:
-            raise ConfigError("--worker must be >= 0.")
 
 
 def _optuna():

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 T = TypeVar("T")
 
@@ -131,7 +131,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from a (nested) dict; unknown keys and wrong types raise ConfigError."""
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys and wrong types raise ConfigError.
+
+    A class with a ``resolve_variant(data) -> (subclass, data)`` classmethod picks the subclass to build from the
+    data itself (the backbone configs: ``backend.name`` chooses the class and so the keys allowed).
+    """
+    resolve = getattr(cls, "resolve_variant", None)
+    if callable(resolve):
+        cls, data = resolve(data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)

@@ -1,4 +1,5 @@
-"""Import existing user / item embeddings: torch state dicts, ``.npz`` archives or two ``.npy`` matrices."""
+"""The ``import`` backbone: existing user / item embeddings from a torch state dict, an ``.npz`` archive, two ``.npy``
+matrices or a ddrm backend checkpoint (optionally propagated or fine-tuned by BPR like any backbone)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config.backbones import ImportConfig
+from ..data.interactions import Interactions
 from ..errors import ConfigError
-from .base import BackendConfig
+from .base import check_shapes
+from .registry import Backbone
 
 
 def _pick(tensors: dict[str, torch.Tensor], key: str | None, rows: int, word: str, path: Path) -> torch.Tensor:
@@ -44,7 +48,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
-def load_embeddings(cfg: BackendConfig, n_users: int, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+def load_embeddings(cfg: ImportConfig, n_users: int, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(user [n_users, d], item [n_items, d]) float32 embeddings from ``cfg.path`` or ``cfg.user_path``/``item_path``."""
     if cfg.user_path and cfg.item_path:
         out = []
@@ -63,3 +67,13 @@ def load_embeddings(cfg: BackendConfig, n_users: int, n_items: int) -> tuple[tor
     if not (torch.isfinite(user).all() and torch.isfinite(item).all()):
         raise ConfigError("imported embeddings contain NaN or inf.")
     return user, item
+
+
+def initial(cfg: ImportConfig, data: Interactions, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The imported embeddings (users [n_users, d], items [n_items, d]), checked against ``data``."""
+    user, item = load_embeddings(cfg, data.n_users, data.n_items)
+    check_shapes(user, item, data, cfg.path or cfg.user_path or "import")
+    return user, item
+
+
+BACKBONE = Backbone("import", ImportConfig, initial=initial)  # type: ignore[arg-type]
