@@ -11,13 +11,13 @@ from pathlib import Path
 
 import torch
 
-from ddrm.runtime import keep_freed_memory, machine_info
+from ddrm.machine import keep_freed_memory, machine_info
 
 DEFAULT_ROOT = os.environ.get("DDRM_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def machine() -> dict:
-    """``ddrm.runtime.machine_info()`` plus whether freed memory is kept for reuse (as the CLI does)."""
+    """``ddrm.machine.machine_info()`` plus whether freed memory is kept for reuse (as the CLI does)."""
     return {**machine_info(), "malloc_keep_freed": keep_freed_memory()}
 
 

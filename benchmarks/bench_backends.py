@@ -15,7 +15,7 @@ from _common import DEFAULT_ROOT, cuda_peak, machine, peak_rss_mb, run_isolated
 
 from ddrm.backends import DEFAULT_LAYERS, build
 from ddrm.data import load_dataset
-from ddrm.runtime import keep_freed_memory
+from ddrm.machine import keep_freed_memory
 
 
 def one(name: str, args: argparse.Namespace) -> dict:

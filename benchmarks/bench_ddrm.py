@@ -20,8 +20,8 @@ from _common import DEFAULT_ROOT, cuda_peak, machine, peak_rss_mb
 from ddrm.backends import build
 from ddrm.data import load_dataset
 from ddrm.evaluation import evaluate
+from ddrm.machine import keep_freed_memory
 from ddrm.model import DDRM
-from ddrm.runtime import keep_freed_memory
 from ddrm.training import TrainConfig
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ddrm-official-ml-1m" / "mf.pt"

@@ -16,7 +16,7 @@ from _common import cuda_peak, machine, peak_rss_mb
 
 from ddrm.data import load_dataset
 from ddrm.evaluation import evaluate
-from ddrm.runtime import keep_freed_memory
+from ddrm.machine import keep_freed_memory
 
 
 class EmbeddingScorer:

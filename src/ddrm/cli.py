@@ -17,7 +17,7 @@ from .config.loader import build_config, deep_merge, load_yaml, parse_overrides
 from .config.training import EvalConfig
 from .errors import DDRMError
 from .interrupt import TrainingInterrupted
-from .report import format_table, metric_rows
+from .tables import format_table, metric_rows
 
 logger = logging.getLogger("ddrm")
 
@@ -626,7 +626,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not distributed.is_main():
                 args.quiet = True
         _setup_logging(getattr(args, "quiet", False))
-        from .runtime import keep_freed_memory
+        from .machine import keep_freed_memory
 
         keep_freed_memory()  # reuse freed activation buffers: fewer page faults per training step
         if getattr(args, "quiet", False):

@@ -332,7 +332,7 @@ class DDRM(Recommender):
         device = resolve_device(self.train.device)
         self.module_ = self._build(data, device)
         self.device_ = device
-        self.train_ = data.train
+        self.seen_ = data.train
         self.bf16_probe_: dict[str, Any] | None = None
         if self.config.bf16 == "auto":
             self.module_.train(True)
@@ -471,7 +471,7 @@ class DDRM(Recommender):
             module.load_state_dict(payload["state_dict"])
         except RuntimeError as exc:
             raise ConfigError(f"{path}: denoiser weights do not match the saved config ({str(exc)[:120]}).") from None
-        model.module_, model.device_, model.train_ = module.train(False), dev, data.train
+        model.module_, model.device_, model.seen_ = module.train(False), dev, data.train
         model.result_ = TrainResult(best_epoch=payload["result"].get("best_epoch", 0))
         model.checkpoint_ = payload
         return model

@@ -21,7 +21,7 @@ class Recommender:
     """
 
     name = "recommender"
-    train_: Any = None
+    seen_: Any = None  # after fit: the [n_users, n_items] CSR of training interactions (masked by recommend)
 
     def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> Recommender:
         """Fit on ``data.train``. A trained model calls ``on_validation(epoch, score)`` after each of its
@@ -37,7 +37,7 @@ class Recommender:
         return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
 
     def _check_fitted(self) -> None:
-        if self.train_ is None:
+        if self.seen_ is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(data) first.")
 
     def recommend(self, users: torch.Tensor | np.ndarray, k: int = 20, filter_seen: bool = True
@@ -47,7 +47,7 @@ class Recommender:
         users_t = torch.as_tensor(np.asarray(users), dtype=torch.long)
         scores = self.score(users_t).float()
         if filter_seen:
-            scores = scores.masked_fill(rows_to_mask(self.train_, users_t.numpy(), scores.shape[1], scores.device),
+            scores = scores.masked_fill(rows_to_mask(self.seen_, users_t.numpy(), scores.shape[1], scores.device),
                                         -torch.inf)
         top = topk_from_scores(scores, None, k)
         return top, torch.gather(scores, 1, top)

@@ -95,7 +95,7 @@ class Backend(Recommender):
         device = resolve_device(self.train.device)
         self.module_ = self._build(data).to(device)
         self.device_ = device
-        self.train_ = data.train
+        self.seen_ = data.train
         epochs = self.train.epochs
         if self.backbone.given and epochs:
             logger.info("fine-tuning %s embeddings for up to %d epochs", self.config.name, epochs)
@@ -175,7 +175,7 @@ class Backend(Recommender):
             raise ConfigError(f"saved embeddings {tuple(state['user'].shape)} / {tuple(state['item'].shape)} do not "
                               f"match the data and config.")
         module.load_state_dict({"user": state["user"], "item": state["item"]})
-        backend.module_, backend.device_, backend.train_ = module.to(dev).train(False), dev, data.train
+        backend.module_, backend.device_, backend.seen_ = module.to(dev).train(False), dev, data.train
         backend.result_ = TrainResult()
         return backend
 

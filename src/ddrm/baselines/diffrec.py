@@ -112,7 +112,7 @@ class DiffRec(Recommender):
         self.max_items, self.device = max_items, device
 
     def _rows(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((self.train_[users] > 0).toarray().astype(np.float32)).to(self.device_)
+        return torch.from_numpy((self.seen_[users] > 0).toarray().astype(np.float32)).to(self.device_)
 
     def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None,
             state_path: str | os.PathLike[str] | None = None) -> DiffRec:
@@ -129,7 +129,7 @@ class DiffRec(Recommender):
         if not 0 <= self.noise_steps <= self.steps:
             raise ConfigError(f"noise_steps must be between 0 and steps={self.steps}.")
         self.device_ = resolve_device(self.device)
-        self.train_ = data.train
+        self.seen_ = data.train
         self.module_ = _DiffRecModule(self, data).to(self.device_)
         self.diffusion_, self.net_ = self.module_.diffusion, self.module_.net
         train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,

@@ -29,7 +29,7 @@ class EASE(ItemItemModel):
             raise ValueError(f"reg must be > 0, got {self.reg}")
         self._guard(data.n_items)
         self.weights_ = torch.from_numpy(ease_weights(data.train, self.reg).astype(np.float32))
-        self.train_ = data.train
+        self.seen_ = data.train
         return self
 
 

@@ -65,7 +65,7 @@ class IALS(Recommender):
         user, item = ials_factors(data.train, self.factors, self.reg, self.alpha, self.iterations, self.seed,
                                   self.threads)
         self.user_factors_, self.item_factors_ = torch.from_numpy(user), torch.from_numpy(item)
-        self.train_ = data.train
+        self.seen_ = data.train
         logger.info("iALS: %d factors, reg %g, alpha %g, %d iterations", self.factors, self.reg, self.alpha,
                     self.iterations)
         return self

@@ -28,7 +28,7 @@ class ItemItemModel(Recommender):
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
-        x = self.train_[users.cpu().numpy()]
+        x = self.seen_[users.cpu().numpy()]
         if isinstance(self.weights_, torch.Tensor):
             return torch.from_numpy(x.toarray()) @ self.weights_
         return torch.from_numpy(np.asarray((x @ self.weights_).toarray(), dtype=np.float32))

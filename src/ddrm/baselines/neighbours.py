@@ -36,7 +36,7 @@ class ItemKNN(ItemItemModel):
             dense[cols, np.arange(cols.size)] = 0.0
 
         self.weights_ = blockwise_topk(x.T.tocsr(), x.tocsc(), self.topk, cosine)
-        self.train_ = data.train
+        self.seen_ = data.train
         return self
 
 
@@ -76,5 +76,5 @@ class RP3beta(ItemItemModel):
         # W^T = P_ui^T @ P_iu^T in column blocks: top-k per column of W^T = the k best targets j of each item i
         w = blockwise_topk(sp.csr_matrix(p_ui.T), sp.csc_matrix(p_iu.T), self.topk, popularity_penalty).T.tocsr()
         self.weights_ = w
-        self.train_ = data.train
+        self.seen_ = data.train
         return self

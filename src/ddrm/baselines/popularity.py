@@ -20,7 +20,7 @@ class MostPop(Recommender):
         pass
 
     def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> MostPop:
-        self.train_ = data.train
+        self.seen_ = data.train
         self.popularity_ = torch.from_numpy(np.asarray(data.train.sum(axis=0), dtype=np.float32).ravel())
         return self
 

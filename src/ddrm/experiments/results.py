@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import atomic_path
-from ..runtime import machine_info
+from ..machine import machine_info
 from .report import write_text
 
 _ID = re.compile(r"^[A-Za-z0-9._-]+$")

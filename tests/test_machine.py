@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from ddrm.runtime import keep_freed_memory
+from ddrm.machine import keep_freed_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
@@ -20,7 +20,7 @@ def test_machine_info_describes_this_process_and_feeds_the_results_line():
     import torch
 
     from ddrm.experiments.results import machine_line
-    from ddrm.runtime import machine_info
+    from ddrm.machine import machine_info
 
     m = machine_info()
     assert m["torch"] == torch.__version__ and m["threads"] == torch.get_num_threads()
