@@ -125,6 +125,9 @@ def test_usage_errors(capsys):
     assert code == 2 and "key=value" in err
     code, _, err = run(capsys, "data")
     assert code == 2
+    # an option of another backbone: one sentence naming the backbone it belongs to, nothing written
+    code, _, err = run(capsys, "pretrain", "--set", "backend.name=mf", "--set", "backend.ssl_ratio=0.3", "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "'ssl_ratio' belongs to sgl, not to backend 'mf'" in err
 
 
 def test_python_m_entry_point():

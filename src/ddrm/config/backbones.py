@@ -68,10 +68,17 @@ class BackendConfig:
         from ..backends.registry import backbone
 
         name = data.get("name", cls.name if isinstance(cls.name, str) else "lightgcn")
+        from ..backends.registry import backbones
+
         target = backbone(name).config
         known = {f.name for f in fields(target)}
-        return target, {k: v for k, v in data.items()
-                        if k in known or k not in LEGACY_DEFAULTS or LEGACY_DEFAULTS[k] != v}
+        kept = {k: v for k, v in data.items() if k in known or k not in LEGACY_DEFAULTS or LEGACY_DEFAULTS[k] != v}
+        for key in sorted(set(kept) - known):
+            owners = [n for n, b in backbones().items() if key in {f.name for f in fields(b.config)}]
+            if owners:
+                raise ConfigError(f"backend option {key!r} belongs to {' / '.join(owners)}, not to backend {name!r} "
+                                  f"(its options: {', '.join(sorted(known))}).")
+        return target, kept
 
     def validate(self) -> None:
         if not 0 <= self.tce_max_rate < 1 or self.tce_warmup < 1 or self.rce_beta < 0:
