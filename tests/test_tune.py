@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ddrm.cli import main
+from ddrm.errors import ConfigError
 from ddrm.tuning import load_space, model_names, shipped_spaces
 from ddrm.tuning.objective import resolve_model
 
@@ -140,12 +141,17 @@ def test_bad_inputs_are_one_sentence_and_exit_2(tmp_path, capsys, args, message)
 
 
 def test_every_model_has_a_shipped_space_that_loads():
+    from ddrm.tuning.objective import check_keys
+
     shipped = set(shipped_spaces())
     for name in model_names():
         spec = resolve_model(name)
         for part in spec.space_names:
             assert part in shipped, part
-            load_space(Path(__file__).resolve().parents[1] / "configs" / "spaces" / f"{part}.yaml", part)
+            space = load_space(Path(__file__).resolve().parents[1] / "configs" / "spaces" / f"{part}.yaml", part)
+            check_keys(spec, [p.name for p in space.params], part)  # every key is one of that model's options
+    with pytest.raises(ConfigError, match="'backend.ssl_ratio' for mf"):  # SGL's option is not MF's
+        check_keys(resolve_model("mf"), ["backend.ssl_ratio"], "space")
 
 
 def test_categorical_list_choices_reach_the_config(tmp_path, capsys):

@@ -118,7 +118,7 @@ def check_keys(spec: ModelSpec, keys: list[str], where: str) -> None:
             if key not in allowed:
                 raise ConfigError(f"{where}: unknown parameter {key!r} for {spec.name}; allowed: {', '.join(allowed)}.")
             continue
-        if not _has_key(spec.config_class, key.split(".")):
+        if not _has_key(spec.config_class, key.split("."), spec.backend):
             raise ConfigError(f"{where}: unknown parameter {key!r} for {spec.name} (not a key of its "
                               f"'ddrm {spec.kind}' config).")
         if spec.kind == "train" and key.split(".")[0] in ("backend", "backend_checkpoint", "pretrain"):
@@ -126,14 +126,19 @@ def check_keys(spec: ModelSpec, keys: list[str], where: str) -> None:
                               f"tune the backend on its own first.")
 
 
-def _has_key(cls: type, parts: list[str]) -> bool:
+def _has_key(cls: type, parts: list[str], backend: str | None = None) -> bool:
+    """Whether the dotted key ``parts`` is a field of ``cls``; the backend section is the config class of the
+    model's own backbone (``backend.ssl_ratio`` is a key for sgl, not for mf)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if parts[0] not in fields:
         return False
     if len(parts) == 1:
         return True
     tp = typing.get_type_hints(cls)[parts[0]]
-    return dataclasses.is_dataclass(tp) and _has_key(tp, parts[1:])
+    resolve = getattr(tp, "resolve_variant", None)
+    if backend is not None and callable(resolve):
+        tp = resolve({"name": backend})[0]
+    return dataclasses.is_dataclass(tp) and _has_key(tp, parts[1:], backend)
 
 
 def flatten(cfg: dict[str, Any], prefix: str = "") -> list[str]:
