@@ -273,6 +273,27 @@ def test_start_mixture_endpoints_are_the_pure_starts_and_selection_is_on_validat
     assert chosen.config.start_mix == max(valid, key=valid.get)
 
 
+def test_with_fusion_choices_a_start_candidate_is_judged_by_its_best_fused_score(setup):
+    data, backend = setup
+    mixes, weights = [0.0, 0.5, 1.0], [0.0, 0.3, 0.7, 1.0]
+    chosen = small_ddrm(backend, start_mix_choices=mixes, fusion_choices=weights).fit(data)
+    grid = {}
+    for w in mixes:
+        for f in weights:
+            chosen.config = dataclasses.replace(chosen.config, start="mix", start_mix=w, fusion=f)
+            grid[w, f] = evaluate(chosen, data, "valid", (20,)).metrics["recall@20"]
+    # each start_mix's score is its best fused validation score, computed in one pass over every weight
+    assert chosen.selection_["start_mix"] == pytest.approx({w: max(grid[w, f] for f in weights) for w in mixes})
+    best_mix = max(mixes, key=lambda w: max(grid[w, f] for f in weights))
+    assert chosen.selection_["fusion"] == pytest.approx({f: grid[best_mix, f] for f in weights})
+    chosen.config = dataclasses.replace(chosen.config, start_mix=0.0, fusion=None)
+    chosen.select_inference(data)
+    assert chosen.config.start_mix == best_mix
+    assert chosen.config.fusion == max(weights, key=lambda f: grid[best_mix, f])
+    # with one start option the pair chosen is the best of the whole grid (judging the start alone can miss it)
+    assert grid[chosen.config.start_mix, chosen.config.fusion] == pytest.approx(max(grid.values()))
+
+
 def test_start_step_decouples_the_inference_noise_level_from_T(setup):
     data, backend = setup
     u = torch.arange(data.n_users)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddrm.evaluation import evaluate, metrics_from_hits
+from ddrm.evaluation import evaluate, evaluate_variants, metrics_from_hits
 
 
 class FixedScorer:
@@ -94,6 +94,21 @@ def test_per_user_mean_equals_metrics(random_data):
     res = evaluate(FixedScorer(scores), random_data, "test", (10,), per_user=True)
     assert res.per_user["ndcg@10"].mean() == pytest.approx(res.metrics["ndcg@10"])
     assert res.per_user["recall@10"].shape == res.users.shape
+
+
+def test_variants_in_one_pass_equal_separate_evaluations(random_data):
+    rng = np.random.default_rng(3)
+    tables = [rng.random((random_data.n_users, random_data.n_items)).astype(np.float32) for _ in range(3)]
+    scorers = [FixedScorer(t) for t in tables]
+    many = evaluate_variants(lambda u: (s.score(u) for s in scorers), 3, random_data, "valid", (5, 10),
+                             batch_size=6, per_user=True)
+    for scorer, res in zip(scorers, many, strict=True):
+        one = evaluate(scorer, random_data, "valid", (5, 10), batch_size=6, per_user=True)
+        assert res.metrics == one.metrics and np.array_equal(res.users, one.users)
+        assert all(np.array_equal(res.per_user[k], one.per_user[k]) for k in one.per_user)
+    assert many[0].metrics != many[1].metrics
+    with pytest.raises(ValueError, match="expected 3"):
+        evaluate_variants(lambda u: (s.score(u) for s in scorers[:2]), 3, random_data, "valid", (5,))
 
 
 def test_users_without_truth_are_not_counted(checkerboard):

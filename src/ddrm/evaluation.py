@@ -15,7 +15,7 @@ and averaged over users with at least one ground-truth item.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -123,6 +123,24 @@ def evaluate(
 
     Under torchrun the users are sharded across ranks and the metric sums all-reduced (not with ``per_user``).
     """
+    return evaluate_variants(lambda u: (model.score(u),), 1, data, split, ks, batch_size, users, device,
+                             per_user)[0]
+
+
+def evaluate_variants(
+    score_variants: Callable[[torch.Tensor], Iterable[torch.Tensor]],
+    n_variants: int,
+    data: Interactions,
+    split: str = "test",
+    ks: Sequence[int] = DEFAULT_KS,
+    batch_size: int | None = None,
+    users: np.ndarray | None = None,
+    device: str | torch.device = "cpu",
+    per_user: bool = False,
+) -> list[EvalResult]:
+    """:func:`evaluate` of ``n_variants`` rankings in one pass over the users: ``score_variants(users [B])`` yields
+    each variant's scores [B, n_items] in turn (e.g. several fusion weights of scores computed once per batch);
+    only one variant's scores are held at a time. Returns one result per variant, in order."""
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ConfigError(f"metric cut-offs must be positive integers, got {list(ks)}.")
@@ -143,28 +161,37 @@ def evaluate(
     n_items = data.n_items
     batch_size = batch_size or max(1, min(4096, 2**24 // max(n_items, 1)))
     kmax = min(ks[-1], n_items)
-    sums = {f"{m}@{k}": 0.0 for k in ks for m in METRICS}
-    collected: dict[str, list[np.ndarray]] = {key: [] for key in sums}
+    keys = [f"{m}@{k}" for k in ks for m in METRICS]
+    sums = [dict.fromkeys(keys, 0.0) for _ in range(n_variants)]
+    collected: list[dict[str, list[np.ndarray]]] = [{key: [] for key in keys} for _ in range(n_variants)]
     with torch.no_grad():
         for lo in range(0, users.size, batch_size):
             batch = users[lo: lo + batch_size]
-            scores = model.score(torch.from_numpy(batch).to(device)).to(device=device, dtype=torch.float32)
-            top = topk_from_scores(scores, rows_to_mask(seen, batch, n_items, device), kmax)
+            mask = rows_to_mask(seen, batch, n_items, device)
             rel = rows_to_mask(truth, batch, n_items, device)
-            hits = torch.gather(rel, 1, top)
-            values = metrics_from_hits(hits, torch.from_numpy(n_truth_all[batch]).to(device), ks)
-            for key, v in values.items():
-                sums[key] += float(v.sum())
-                if per_user:
-                    collected[key].append(v.cpu().numpy())
+            n_truth = torch.from_numpy(n_truth_all[batch]).to(device)
+            count = 0
+            for v, scores in enumerate(score_variants(torch.from_numpy(batch).to(device))):
+                top = topk_from_scores(scores.to(device=device, dtype=torch.float32), mask, kmax)
+                values = metrics_from_hits(torch.gather(rel, 1, top), n_truth, ks)
+                for key, val in values.items():
+                    sums[v][key] += float(val.sum())
+                    if per_user:
+                        collected[v][key].append(val.cpu().numpy())
+                count += 1
+            if count != n_variants:
+                raise ValueError(f"score_variants yielded {count} score tensors, expected {n_variants}.")
     n = users.size
     if shard:  # sums and counts over all ranks
-        *totals, n = distributed.all_sum([*sums.values(), float(n)])
-        sums = dict(zip(sums, totals, strict=True))
+        *totals, n = distributed.all_sum([*(x for s_ in sums for x in s_.values()), float(n)])
+        sums = [dict(zip(keys, totals[v * len(keys):(v + 1) * len(keys)], strict=True)) for v in range(n_variants)]
         users = all_users
-    metrics = {key: sums[key] / max(n, 1) for key in sums}
-    pu = {key: np.concatenate(v) if v else np.zeros(0) for key, v in collected.items()} if per_user else None
-    return EvalResult(metrics, users, pu)
+    out = []
+    for v in range(n_variants):
+        metrics = {key: sums[v][key] / max(n, 1) for key in keys}
+        pu = {key: np.concatenate(c) if c else np.zeros(0) for key, c in collected[v].items()} if per_user else None
+        out.append(EvalResult(metrics, users, pu))
+    return out
 
 
 def select_on_validation(model: Scorer, data: Interactions, choices: Sequence, use: Callable[[Any], None],

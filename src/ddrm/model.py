@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -355,30 +355,68 @@ class DDRM(Recommender):
 
     def select_inference(self, data: Interactions) -> dict[str, dict[float, float]]:
         """Choose, one after the other on validation, ``start_mix`` (then ``start: mix``), ``start_step`` and
-        ``fusion`` among their ``*_choices`` (those that are not empty); nothing is retrained. Returns (and keeps
-        in ``selection_``) every choice's validation score per option; ``fusion_scores_`` is the fusion one."""
-        from .evaluation import select_on_validation
+        ``fusion`` among their ``*_choices`` (those that are not empty); nothing is retrained.
 
+        With ``fusion_choices``, each start_mix / start_step candidate is scored by its best fused validation score
+        (every fusion weight evaluated from one generation per batch), so an option is kept for what it adds to
+        the fused ranking, not to DDRM's score alone. Returns (and keeps in ``selection_``) every choice's
+        validation score per option; ``fusion_scores_`` is the fusion one."""
         self.selection_: dict[str, dict[float, float]] = {}
         for option, choices in (("start_mix", self.config.start_mix_choices),
-                                ("start_step", self.config.start_step_choices),
-                                ("fusion", self.config.fusion_choices)):
+                                ("start_step", self.config.start_step_choices)):
             if not choices:
                 continue
-
-            def use(value: float, option: str = option) -> None:
-                extra = {"start": "mix"} if option == "start_mix" else {}
-                self.config = dataclasses.replace(self.config, **{option: value, **extra})
-
             cast = int if option == "start_step" else float
-            best, scores = select_on_validation(self, data, [cast(v) for v in choices], use, self.eval.ks,
-                                                self.eval.metric, self.eval.batch_size, self.device_)
-            self.selection_[option] = scores
-            logger.info("%s: %g (validation %s %s)", option, best, self.eval.metric,
-                        ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()))
-        if "fusion" in self.selection_:
-            self.fusion_scores_ = self.selection_["fusion"]
+            scores: dict[float, float] = {}
+            for value in dict.fromkeys(cast(v) for v in choices):
+                self._use(option, value)
+                scores[value] = max(self._fusion_validation(data).values())
+            best = max(scores, key=lambda k: scores[k])
+            self._use(option, best)
+            self._log_choice(option, best, scores)
+        if self.config.fusion_choices:
+            scores = self._fusion_validation(data)
+            best = max(scores, key=lambda k: scores[k])
+            self.config = dataclasses.replace(self.config, fusion=best)
+            self._log_choice("fusion", best, scores)
+            self.fusion_scores_ = scores
         return self.selection_
+
+    def _use(self, option: str, value: float) -> None:
+        extra = {"start": "mix"} if option == "start_mix" else {}
+        self.config = dataclasses.replace(self.config, **{option: value, **extra})
+
+    def _log_choice(self, option: str, best: float, scores: dict[float, float]) -> None:
+        self.selection_[option] = scores
+        logger.info("%s: %g (validation %s %s)", option, best, self.eval.metric,
+                    ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()))
+
+    def _fusion_validation(self, data: Interactions) -> dict[float, float]:
+        """Validation ``eval.metric`` of every ``fusion_choices`` weight with the current inference settings
+        (``{fusion: score}``; without choices, the current ``fusion`` alone), DDRM's and the backend's scores
+        computed once per batch."""
+        from .evaluation import evaluate_variants
+
+        weights = list(dict.fromkeys(float(w) for w in self.config.fusion_choices)) or [self.config.fusion]
+        results = evaluate_variants(lambda users: self._fused_variants(users, weights), len(weights), data, "valid",
+                                    self.eval.ks, self.eval.batch_size, device=self.device_)
+        return {w: r.metrics[self.eval.metric] for w, r in zip(weights, results, strict=True)}
+
+    def _fused_variants(self, users: torch.Tensor, weights: list[float | None]) -> Iterator[torch.Tensor]:
+        """The scores [B, n_items] of each fusion weight in turn, exactly as ``score`` gives them with that
+        ``fusion``; DDRM's and the backend's scores are computed once."""
+        d = self.module_.score(users) if any(w != 0 for w in weights) else None
+        b = self.backend.score(users) if any(w not in (None, 1) for w in weights) else None
+        mixed = any(w not in (None, 0, 1) for w in weights)
+        zd = _standardise(d) if mixed else None
+        zb = _standardise(b.to(d.device)) if mixed else None
+        for w in weights:
+            if w is None or w == 1:
+                yield d
+            elif w == 0:
+                yield b
+            else:
+                yield (1 - w) * zb + w * zd
 
     def _fuse(self, ddrm_scores: Callable[[], torch.Tensor], backend_scores: Callable[[], torch.Tensor]
               ) -> torch.Tensor:

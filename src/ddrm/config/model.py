@@ -51,7 +51,8 @@ class DDRMConfig:
         backend on validation; the validation score of every choice is kept (``fusion_scores_``)
 
     The ``*_choices`` are selected one after the other on validation (start_mix, start_step, fusion), each given
-    the ones before; docs/method.md ("Variants") says which to use when.
+    the ones before; with ``fusion_choices``, a start_mix / start_step candidate is judged by its best fused
+    validation score. docs/method.md ("Variants") says which to use when.
     """
 
     steps: int = 20
