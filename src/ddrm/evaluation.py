@@ -127,17 +127,10 @@ def evaluate(
                              per_user)[0]
 
 
-def evaluate_variants(
-    score_variants: Callable[[torch.Tensor], Iterable[torch.Tensor]],
-    n_variants: int,
-    data: Interactions,
-    split: str = "test",
-    ks: Sequence[int] = DEFAULT_KS,
-    batch_size: int | None = None,
-    users: np.ndarray | None = None,
-    device: str | torch.device = "cpu",
-    per_user: bool = False,
-) -> list[EvalResult]:
+def evaluate_variants(score_variants: Callable[[torch.Tensor], Iterable[torch.Tensor]], n_variants: int,
+                      data: Interactions, split: str = "test", ks: Sequence[int] = DEFAULT_KS,
+                      batch_size: int | None = None, users: np.ndarray | None = None,
+                      device: str | torch.device = "cpu", per_user: bool = False) -> list[EvalResult]:
     """:func:`evaluate` of ``n_variants`` rankings in one pass over the users: ``score_variants(users [B])`` yields
     each variant's scores [B, n_items] in turn (e.g. several fusion weights of scores computed once per batch);
     only one variant's scores are held at a time. Returns one result per variant, in order."""
