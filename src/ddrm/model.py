@@ -398,15 +398,20 @@ class DDRM(Recommender):
         from .evaluation import evaluate_variants
 
         weights = list(dict.fromkeys(float(w) for w in self.config.fusion_choices)) or [self.config.fusion]
-        results = evaluate_variants(lambda users: self._fused_variants(users, weights), len(weights), data, "valid",
-                                    self.eval.ks, self.eval.batch_size, device=self.device_)
+        def variants(users: torch.Tensor) -> Iterator[torch.Tensor]:
+            return self._fused_variants(lambda: self.module_.score(users), lambda: self.backend.score(users), weights)
+
+        results = evaluate_variants(variants, len(weights), data, "valid", self.eval.ks, self.eval.batch_size,
+                                    device=self.device_)
         return {w: r.metrics[self.eval.metric] for w, r in zip(weights, results, strict=True)}
 
-    def _fused_variants(self, users: torch.Tensor, weights: list[float | None]) -> Iterator[torch.Tensor]:
-        """The scores [B, n_items] of each fusion weight in turn, exactly as ``score`` gives them with that
-        ``fusion``; DDRM's and the backend's scores are computed once."""
-        d = self.module_.score(users) if any(w != 0 for w in weights) else None
-        b = self.backend.score(users) if any(w not in (None, 1) for w in weights) else None
+    def _fused_variants(self, ddrm_scores: Callable[[], torch.Tensor], backend_scores: Callable[[], torch.Tensor],
+                        weights: list[float | None]) -> Iterator[torch.Tensor]:
+        """The scores [B, n_items] of each fusion weight in turn, ``(1 - w) z(backend) + w z(ddrm)`` per row (w = 1
+        or None: DDRM's scores, w = 0: the backend's); each of the two is computed once, and only if a weight needs
+        it."""
+        d = ddrm_scores() if any(w != 0 for w in weights) else None
+        b = backend_scores() if any(w not in (None, 1) for w in weights) else None
         mixed = any(w not in (None, 0, 1) for w in weights)
         zd = _standardise(d) if mixed else None
         zb = _standardise(b.to(d.device)) if mixed else None
@@ -420,15 +425,8 @@ class DDRM(Recommender):
 
     def _fuse(self, ddrm_scores: Callable[[], torch.Tensor], backend_scores: Callable[[], torch.Tensor]
               ) -> torch.Tensor:
-        """``(1 - w) z(backend) + w z(ddrm)`` per row; only the backend's (DDRM's) scores are computed at w = 0 (1
-        or unset)."""
-        w = self.config.fusion
-        if w is None or w == 1:
-            return ddrm_scores()
-        if w == 0:
-            return backend_scores()
-        d = ddrm_scores()
-        return (1 - w) * _standardise(backend_scores().to(d.device)) + w * _standardise(d)
+        """The scores at the configured ``fusion`` weight (see ``_fused_variants``)."""
+        return next(self._fused_variants(ddrm_scores, backend_scores, [self.config.fusion]))
 
     def measured_noise_ratio(self) -> float:
         """Mean ||q_sample(e, T-1) - sqrt(abar) e|| / ||e|| over item embeddings: the noise actually injected."""

@@ -57,8 +57,6 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, ctx.adj @ grad
 
 
-
-
 def propagate(user_emb: torch.Tensor, item_emb: torch.Tensor, adj: torch.Tensor | None, layers: int,
               combine: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
     """Graph propagation of ``E = [users; items]`` over ``layers`` layers, split back into users and items.

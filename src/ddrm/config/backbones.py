@@ -65,11 +65,9 @@ class BackendConfig:
         """The backbone's own config class for ``data["name"]`` and the keys to build it from (``from_dict``'s
         hook). Keys that only ddrm's earlier one-class config had (every backbone's options in one flat dict, as in
         checkpoints and run folders written before the split), at their old defaults, are dropped."""
-        from ..backends.registry import backbone
+        from ..backends.registry import backbone, backbones
 
-        name = data.get("name", cls.name if isinstance(cls.name, str) else "lightgcn")
-        from ..backends.registry import backbones
-
+        name = data.get("name", cls.name)
         target = backbone(name).config
         known = {f.name for f in fields(target)}
         kept = {k: v for k, v in data.items() if k in known or k not in LEGACY_DEFAULTS or LEGACY_DEFAULTS[k] != v}
