@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,7 @@ def test_two_workers_fill_one_sqlite_study(tmp_path):
     (["--model", "ease", "--storage", "sqlite:////nonexistent-folder/x/study.db"], "cannot open the study storage"),
     (["--model", "ease", "--storage", "postgresql://ddrm:secret@127.0.0.1:1/none"], "cannot open the study storage"),
     (["--model", "ease", "--trials", "0"], "--trials must be >= 1"),
+    (["--model", "ease", "--stale-after", "1"], "--stale-after must be >= 2"),
 ])
 def test_bad_inputs_are_one_sentence_and_exit_2(tmp_path, capsys, args, message):
     args = list(args)
@@ -201,3 +203,26 @@ def test_a_worker_losing_the_schema_race_retries(tmp_path, monkeypatch):
 
     monkeypatch.setattr(optuna.storages, "RDBStorage", flaky)
     assert open_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path) is not None and len(calls) == 2
+
+
+def test_a_killed_workers_trial_is_failed_and_retried_with_its_parameters(tmp_path, capsys):
+    """A trial whose worker died (its heartbeat stopped) is marked failed by the next worker and run once more."""
+    import optuna
+
+    from ddrm.tuning.study import open_storage, resolve_space
+
+    out = tmp_path / "ease"
+    study = optuna.create_study(storage=open_storage(None, out, stale_after=2), study_name="s", direction="maximize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "heartbeat ... supposed to be used with Study.optimize"
+        ghost = study.ask()  # a trial left running by a killed process: its values, its last heartbeat, silence
+        resolve_space(resolve_model("ease"), None).suggest(ghost)
+        study._storage.record_heartbeat(ghost._trial_id)
+    time.sleep(3.0)
+    p = _tune(["--model", "ease", *TINY, "--trials", "2", "--study", "s", "--stale-after", "2", "--output", str(out)],
+              capsys)
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}").trials
+    assert trials[0].state.name == "FAIL" and p["trials"]["complete"] == 2
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == ghost.number]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == ghost.params
+    assert _rows(out / "trials.csv")[0]["state"] == "fail"

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune.add_argument("--worker", type=int, default=0, help="this worker's index when several share a study")
     p_tune.add_argument("--no-final", dest="final", action="store_false",
                         help="skip refitting the best trial and its single test evaluation (extra workers)")
+    p_tune.add_argument("--stale-after", type=int, default=600, metavar="S",
+                        help="with an RDB storage, a trial whose worker went silent for S seconds (killed process "
+                             "or machine) is marked failed and its parameters retried once (default 600)")
     p_tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted override of the starting config; repeatable")
 
@@ -512,7 +515,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     opts = TuneOptions(model=args.model, trials=args.trials, timeout=args.timeout, storage=args.storage,
                        study=args.study, space=args.space, output=args.output, pruner=args.pruner,
                        seed=args.seed if args.seed is not None else 0, worker=args.worker, final=args.final,
-                       quiet=args.quiet)
+                       stale_after=args.stale_after, quiet=args.quiet)
     from .baselines import parameters
     from .tuning import resolve_model
 

@@ -19,6 +19,8 @@ class TuneOptions:
     output : folder for study.db, trials.csv, best.yaml, the plot and result.json (default runs/tune/<study>)
     pruner : median, halving or none; seed : the sampler's seed; worker : this process's index among workers
     sharing a study (shifts the sampler's seed); final : refit the best trial and evaluate it on test
+    stale_after : an RDB storage's trial whose worker sent no heartbeat for this many seconds (a killed process or
+    machine) is marked failed and its parameters are tried once more
     """
 
     model: str
@@ -32,6 +34,7 @@ class TuneOptions:
     seed: int = 0
     worker: int = 0
     final: bool = True
+    stale_after: int = 600
     quiet: bool = False
 
     def validate(self) -> None:
@@ -43,3 +46,5 @@ class TuneOptions:
             raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}.")
         if self.worker < 0:
             raise ConfigError("--worker must be >= 0.")
+        if self.stale_after < 2:
+            raise ConfigError(f"--stale-after must be >= 2 seconds, got {self.stale_after}.")

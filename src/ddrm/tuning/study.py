@@ -52,9 +52,13 @@ def _hide_password(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def open_storage(url: str | None, output: Path):
+def open_storage(url: str | None, output: Path, stale_after: int = 600):
     """An Optuna storage: ``url`` with a scheme is an RDB URL, without one a journal file; None = SQLite in
     ``output``. A storage that cannot be opened is one sentence naming it.
+
+    An RDB storage records a heartbeat of every running trial; a trial silent for ``stale_after`` seconds (its
+    process or machine was killed) is marked failed by the next worker that starts a trial, and its parameters are
+    enqueued once more, so a killed run loses only its running trial's time. A journal file has no heartbeats.
 
     Workers that start together on a new storage race to create its schema. For an SQLite file the creation is
     serialised by a lock file beside it; a server database's losing worker sees the schema half-made (a duplicate
@@ -71,10 +75,11 @@ def open_storage(url: str | None, output: Path):
                 from optuna.storages.journal import JournalFileBackend
 
                 return optuna.storages.JournalStorage(JournalFileBackend(url))
+            beat = _heartbeat(optuna, stale_after)
             if url.startswith("sqlite:///"):
                 with _file_lock(Path(url[len("sqlite:///"):]).with_suffix(".lock")):
-                    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-            return optuna.storages.RDBStorage(url)
+                    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, **beat)
+            return optuna.storages.RDBStorage(url, **beat)
         except Exception as exc:  # sqlalchemy / driver errors come in many types; each is one sentence for the user
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             attempt += 1
@@ -84,6 +89,18 @@ def open_storage(url: str | None, output: Path):
                 continue
             raise ConfigError(f"--storage {shown}: cannot open the study storage ({type(exc).__name__}: "
                               f"{reason[:200]}).") from None
+
+
+def _heartbeat(optuna, stale_after: int) -> dict[str, Any]:
+    """RDBStorage's heartbeat settings: a beat every ``stale_after / 4`` s (at most 60 s), a silent trial failed after
+    ``stale_after`` s and retried once (Optuna >= 4.9 names the callback for stale trials; older ones the generic)."""
+    kw: dict[str, Any] = {"heartbeat_interval": max(1, min(60, stale_after // 4)), "grace_period": stale_after}
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    if retry is not None:
+        kw["heartbeat_stale_trial_callback"] = retry(max_retry=1)
+    else:
+        kw["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=1)
+    return kw
 
 
 @contextmanager
@@ -144,7 +161,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     fitter = Fitter(spec, data, output, opts.quiet)
     metric = fitter.eval_config(trial_config(spec, base, space.fixed, {})).metric
 
-    storage = open_storage(opts.storage, output)
+    storage = open_storage(opts.storage, output, opts.stale_after)
     storage_shown = _hide_password(opts.storage or str(output / "study.db"))
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
                                 pruner=_pruner(opts.pruner), load_if_exists=True)
