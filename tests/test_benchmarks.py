@@ -48,3 +48,32 @@ def test_bench_tune_times_each_trial(tmp_path):
                                        str(Path(__file__).resolve().parents[1] / "nonexistent")],
                                       capture_output=True, text=True, check=True, cwd=BENCH).stdout)
     assert again["results"] == []
+
+
+def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
+    """Two studies, two workers each: both budgets filled, one final refit each; a rerun adds nothing."""
+    import pytest
+
+    pytest.importorskip("optuna")
+    tiny = ["data.synthetic.n_users=120", "data.synthetic.n_items=60", "data.synthetic.mean_items=10"]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps({"trials": 3, "studies": [
+        {"dataset": "synthetic", "model": "ease", "set": tiny},
+        {"dataset": "synthetic", "model": "mf", "name": "mf-small",
+         "set": [*tiny, "train.epochs=4", "train.eval_every=2", "backend.dim=8"]}]}))
+    cmd = [sys.executable, str(BENCH / "tune_grid.py"), "--grid", str(grid), "--runs", str(tmp_path / "runs"),
+           "--workers", "2", "--parallel", "2"]
+    first = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
+    rows = {r["study"]: r for r in first["studies"]}
+    assert set(rows) == {"synthetic/ease", "synthetic/mf-small"}
+    for name, row in rows.items():
+        assert row["finished"] >= 3 and row["running"] == 0 and row["best_yaml"], row
+        result = json.loads((tmp_path / "runs" / name / "result.json").read_text())
+        assert result["best"]["valid"] == pytest.approx(row["best_valid"]) and "test" in result["metrics"]
+        assert (tmp_path / "runs" / name / "worker1.log").is_file()  # the second worker ran
+    again = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
+    assert again["studies"] == first["studies"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("studies: [{model: ease}]\n")
+    out = subprocess.run([*cmd[:2], "--grid", str(bad), "--status"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 1 and "studies[0] must have dataset and model" in out.stderr

@@ -189,3 +189,16 @@ def test_progress_bars_only_on_a_terminal_or_when_asked(tmp_path):
     forced = subprocess.run([*base, "--output", str(tmp_path / "b"), "--progress"], capture_output=True, text=True,
                             check=True)
     assert "%|" in forced.stderr
+
+
+def test_a_config_file_without_a_dataset_warns_that_it_runs_on_synthetic_data(capsys, tmp_path):
+    cfg = tmp_path / "baselines.yaml"  # model settings only, as configs/<dataset>/baselines.yaml
+    cfg.write_text("ease: {reg: 10.0}\n")
+    small = ["--set", "data.synthetic.n_users=60", "--set", "data.synthetic.n_items=40",
+             "--set", "data.synthetic.mean_items=8"]
+    code, out, err = run(capsys, "baseline", "ease", "--config", str(cfg), *small, "--json", "--quiet")
+    assert code == 0 and json.loads(out)["data"]["name"] == "synthetic"
+    assert f"{cfg} names no dataset" in err and "synthetic" in err
+    for named in (["--data", "synthetic"], ["--set", "data.name=synthetic"]):  # said explicitly: no warning
+        code, _, err = run(capsys, "baseline", "ease", "--config", str(cfg), *small, *named, "--json", "--quiet")
+        assert code == 0 and "names no dataset" not in err

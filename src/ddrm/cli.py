@@ -205,6 +205,21 @@ def _data_flags(args: argparse.Namespace, name: str | None = None) -> dict[str, 
     return flags
 
 
+def _config_file(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--config`` file ({} without one). A file that names no dataset, run without ``--data`` or
+    ``--set data.name=...``, falls back to the built-in synthetic data: said as a warning, since a shared file of
+    model settings (such as ``configs/<dataset>/baselines.yaml``) is easily taken for a dataset's config."""
+    if not args.config:
+        return {}
+    cfg = load_yaml(args.config)
+    named = (cfg.get("data") or {}).get("name") if isinstance(cfg.get("data"), dict) else None
+    if named is None and getattr(args, "data", None) is None and not any(
+            o.split("=", 1)[0].strip() in ("data", "data.name") for o in getattr(args, "overrides", [])):
+        logger.warning("%s names no dataset (no data.name) and neither --data nor --set data.name is given: "
+                       "running on the built-in synthetic data.", args.config)
+    return cfg
+
+
 def _data_config(args: argparse.Namespace, spec: str, extra: dict[str, Any] | None = None) -> DataConfig:
     return build_config(DataConfig, overrides=deep_merge(_data_flags(args, spec), extra or {}))
 
@@ -282,7 +297,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from .baselines import BASELINES, parameters
 
     params, run = _split_overrides(args.overrides)
-    file_cfg = load_yaml(args.config) if args.config else {}
+    file_cfg = _config_file(args)
     unknown = sorted(set(file_cfg) - {"data", "eval", *BASELINES})
     if unknown:
         raise UsageError(f"{args.config}: unknown section {unknown[0]!r} (a baseline config holds data, eval and "
@@ -345,7 +360,7 @@ def _run_config(cls, args: argparse.Namespace):
             flags["pretrain"] = {"device": args.device}
     if args.output is not None:
         flags["output"] = args.output
-    file_cfg = load_yaml(args.config) if args.config else {}
+    file_cfg = _config_file(args)
     return build_config(cls, overrides=deep_merge(deep_merge(file_cfg, flags), parse_overrides(args.overrides)))
 
 
@@ -527,7 +542,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         overrides.append(f"{spec.name}.seed={args.seed}")
     if args.device is not None and spec.kind != "baseline":
         overrides.append(f"train.device={args.device}")
-    file_cfg = load_yaml(args.config) if args.config else {}
+    file_cfg = _config_file(args)
     try:
         p = tune(opts, file_cfg, _data_flags(args, args.data), overrides, "ddrm " + shlex.join(args.argv))
     except TrainingInterrupted as exc:

@@ -1,0 +1,168 @@
+"""The equal-budget tuning grid as one resumable run: every study of a grid file, several workers each, a deadline.
+
+    python benchmarks/tune_grid.py [--grid configs/grids/tuned.yaml] [--runs runs/tune] [--only lightgcn]
+        [--device cuda] [--workers 4] [--parallel 8] [--minutes 8] [--status]
+
+Each study of the grid is ``ddrm tune --model M [--config C] [--data D] [--set K=V ...] --trials N
+--output RUNS/<dataset>/<name>``: the same command a user types, so its SQLite study resumes across runs, machines
+and sessions. ``--workers`` processes share each study (``--worker K --no-final``); up to ``--parallel`` processes
+run at once, each with ``cores / parallel`` torch threads. When a study's workers have stopped and its budget is
+full, one more ``ddrm tune`` (no trial left to run) refits the best trial, evaluates it on test once and writes
+``best.yaml``. At ``--minutes`` every worker is sent SIGTERM (it finishes its running trial) and, ``--grace``
+minutes later, SIGKILL: a killed trial is failed by the next run's heartbeat check (``--stale-after``) and its
+parameters run again. ``--status`` only reports. Prints one JSON object: per study its finished trials, best
+validation value and whether ``best.yaml`` is written.
+
+Made for a lent GPU session (one short, prepared run whose study folders come back) and for the 2-core machine
+(two workers of one thread each: about 25 % more throughput than one process of two threads, measured on
+LightGCN). Trials from different machines join one study; their scores are comparable only up to the small
+numerical differences between devices, which the final refit on one machine reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Study:
+    """One study of the grid: the ``ddrm tune`` arguments and where its folder lives."""
+
+    dataset: str
+    model: str
+    name: str
+    config: str | None = None
+    sets: list[str] = field(default_factory=list)
+
+    def args(self, trials: int, runs: Path) -> list[str]:
+        out = ["--model", self.model, "--trials", str(trials), "--output", str(self.folder(runs)), "--quiet", "--json",
+               "--data", self.dataset]  # always named: a config of model settings alone would run on synthetic data
+        out += ["--config", self.config] if self.config else []
+        for s in self.sets:
+            out += ["--set", s]
+        return out
+
+    def folder(self, runs: Path) -> Path:
+        return runs / self.dataset / self.name
+
+
+def load_grid(path: Path) -> tuple[int, list[Study]]:
+    """``{trials: N, studies: [{dataset, model, name?, config?, set?: [K=V]}]}``; a bad entry is one sentence."""
+    raw = yaml.safe_load(path.read_text()) or {}
+    studies = []
+    for k, s in enumerate(raw.get("studies") or []):
+        if not isinstance(s, dict) or not {"dataset", "model"} <= set(s) or set(s) - {"dataset", "model", "name",
+                                                                                       "config", "set"}:
+            sys.exit(f"{path}: studies[{k}] must have dataset and model (and optionally name, config, set).")
+        studies.append(Study(s["dataset"], s["model"], s.get("name", s["model"]), s.get("config"),
+                             [str(x) for x in s.get("set") or []]))
+    return int(raw.get("trials", 20)), studies
+
+
+def progress(study: Study, runs: Path) -> dict:
+    """Finished (complete + pruned) trials, the best validation value and whether best.yaml exists."""
+    folder = study.folder(runs)
+    row = {"study": f"{study.dataset}/{study.name}", "finished": 0, "running": 0, "best_valid": None,
+           "best_yaml": (folder / "best.yaml").is_file()}
+    db = folder / "study.db"
+    if not db.is_file():
+        return row
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = f"sqlite:///{db}"
+    for summary in optuna.get_all_study_summaries(storage):
+        trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(deepcopy=False)
+        row["finished"] += sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+        row["running"] += sum(t.state.name == "RUNNING" for t in trials)
+        values = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
+        if values:
+            row["best_valid"] = max(values + ([row["best_valid"]] if row["best_valid"] is not None else []))
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", default=str(REPO / "configs" / "grids" / "tuned.yaml"))
+    p.add_argument("--runs", default=str(REPO / "runs" / "tune"), help="folder of the study folders")
+    p.add_argument("--only", nargs="+", default=None, help="studies whose dataset/name contains one of these")
+    p.add_argument("--device", default=None, help="passed to every trained model's trials (cpu, cuda)")
+    p.add_argument("--workers", type=int, default=1, help="processes per study")
+    p.add_argument("--parallel", type=int, default=2, help="processes at once")
+    p.add_argument("--minutes", type=float, default=None, help="SIGTERM every worker after this long")
+    p.add_argument("--grace", type=float, default=1.0, help="minutes between SIGTERM and SIGKILL")
+    p.add_argument("--stale-after", type=int, default=120, help="passed to ddrm tune (seconds)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--status", action="store_true", help="report the studies' progress, run nothing")
+    args = p.parse_args()
+    if args.workers < 1 or args.parallel < 1:
+        sys.exit("--workers and --parallel must be >= 1.")
+    trials, studies = load_grid(Path(args.grid))
+    if args.only:
+        studies = [s for s in studies if any(o in f"{s.dataset}/{s.name}" for o in args.only)]
+    runs = Path(args.runs).resolve()  # the workers run in the repository
+    t0 = time.monotonic()
+    if not args.status:
+        run_grid(studies, trials, runs, args, t0)
+    rows = [progress(s, runs) for s in studies]
+    print(json.dumps({"grid": args.grid, "trials": trials, "seconds": round(time.monotonic() - t0, 1),
+                      "studies": rows}))
+
+
+def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Namespace, t0: float) -> None:
+    """Workers for every unfinished study, then one final ``ddrm tune`` per study whose budget is full."""
+    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    common = ["--stale-after", str(args.stale_after)] + (["--device", args.device] if args.device else []) + (
+        ["--data-root", args.data_root] if args.data_root else [])
+    todo = [(s, w) for s in studies if progress(s, runs)["finished"] < trials for w in range(args.workers)]
+    finals = [s for s in studies if not (s.folder(runs) / "best.yaml").is_file()]
+    running: list[tuple[subprocess.Popen, Study]] = []
+    deadline = t0 + 60 * args.minutes if args.minutes is not None else None
+    termed = False
+    while todo or running or finals:
+        now = time.monotonic()
+        if deadline is not None and now > deadline and not termed:
+            for proc, _ in running:
+                proc.send_signal(signal.SIGTERM)
+            todo, finals, termed = [], [], True
+        if termed and now > deadline + 60 * args.grace:
+            for proc, _ in running:
+                proc.kill()
+        running = [(proc, s) for proc, s in running if proc.poll() is None]
+        busy = {s.name + s.dataset for _, s in running}
+        while todo and len(running) < args.parallel:
+            s, w = todo.pop(0)
+            s.folder(runs).mkdir(parents=True, exist_ok=True)
+            log = open(s.folder(runs) / f"worker{w}.log", "a")
+            cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common, "--worker", str(w),
+                   "--no-final"]
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
+            busy.add(s.name + s.dataset)
+        ready = [s for s in finals if s.name + s.dataset not in busy and all(t[0] is not s for t in todo)]
+        for s in ready:
+            finals.remove(s)
+            if progress(s, runs)["finished"] >= trials and len(running) < args.parallel:
+                log = open(s.folder(runs) / "final.log", "a")
+                cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common]
+                running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
+            elif progress(s, runs)["finished"] >= trials:
+                finals.append(s)  # no free slot yet
+                break
+        time.sleep(1.0)
+
+
+if __name__ == "__main__":
+    main()
