@@ -66,6 +66,13 @@ def test_every_shipped_config_parses():
             assert load_space(f, f.stem).params or f.stem == "mostpop", f
             continue
         raw = load_yaml(f)
+        if f.parent.name == "grids":  # tuning grids of benchmarks/tune_grid.py: every model known, every config there
+            from ddrm.tuning.objective import resolve_model
+
+            for study in raw["studies"]:
+                resolve_model(study["model"])
+                assert "config" not in study or (f.parents[2] / study["config"]).is_file(), study
+            continue
         dataset = f.parent.parent.name if f.parent.name == "tuned" else f.parent.name
         if f.name == "dataset.yaml":  # a dataset's policy for the experiments (e.g. injected noise)
             from ddrm.config.data import DataConfig
