@@ -77,3 +77,23 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     bad.write_text("studies: [{model: ease}]\n")
     out = subprocess.run([*cmd[:2], "--grid", str(bad), "--status"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 1 and "studies[0] must have dataset and model" in out.stderr
+
+
+def test_tune_grid_stops_its_workers_at_the_deadline(tmp_path):
+    """--minutes: every worker is stopped (SIGTERM, then SIGKILL after --grace); no final refit of an open study."""
+    import time
+
+    import pytest
+
+    pytest.importorskip("optuna")
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps({"trials": 50, "studies": [{"dataset": "synthetic", "model": "mf", "set": [
+        "data.synthetic.n_users=300", "data.synthetic.n_items=200", "train.epochs=2000", "train.eval_every=500",
+        "train.patience=1000"]}]}))
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, str(BENCH / "tune_grid.py"), "--grid", str(grid), "--runs",
+                          str(tmp_path / "runs"), "--workers", "2", "--minutes", "0.1", "--grace", "0.05"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path, timeout=120)
+    assert time.monotonic() - t0 < 60  # 6 s + 3 s grace + start-up, not 50 long trials
+    row = json.loads(out.stdout)["studies"][0]
+    assert row["finished"] < 50 and not row["best_yaml"]
