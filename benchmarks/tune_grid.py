@@ -93,6 +93,14 @@ def progress(study: Study, runs: Path) -> dict:
     return row
 
 
+def full(study: Study, runs: Path, trials: int) -> bool:
+    """Whether the study's budget is filled: ``trials``, or the smaller one ``ddrm tune`` recorded in result.json
+    (a model with nothing to tune, MostPop, has a budget of one trial)."""
+    result = study.folder(runs) / "result.json"
+    budget = json.loads(result.read_text()).get("budget", trials) if result.is_file() else trials
+    return progress(study, runs)["finished"] >= min(trials, budget)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", default=str(REPO / "configs" / "grids" / "tuned.yaml"))
@@ -127,7 +135,7 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     common = ["--stale-after", str(args.stale_after)] + (["--device", args.device] if args.device else []) + (
         ["--data-root", args.data_root] if args.data_root else [])
-    todo = [(s, w) for s in studies if progress(s, runs)["finished"] < trials for w in range(args.workers)]
+    todo = [(s, w) for s in studies if not full(s, runs, trials) for w in range(args.workers)]
     finals = [s for s in studies if not (s.folder(runs) / "best.yaml").is_file()]
     running: list[tuple[subprocess.Popen, Study]] = []
     deadline = t0 + 60 * args.minutes if args.minutes is not None else None
@@ -154,11 +162,11 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
         ready = [s for s in finals if s.name + s.dataset not in busy and all(t[0] is not s for t in todo)]
         for s in ready:
             finals.remove(s)
-            if progress(s, runs)["finished"] >= trials and len(running) < args.parallel:
+            if full(s, runs, trials) and len(running) < args.parallel:
                 log = open(s.folder(runs) / "final.log", "a")
                 cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common]
                 running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
-            elif progress(s, runs)["finished"] >= trials:
+            elif full(s, runs, trials):
                 finals.append(s)  # no free slot yet
                 break
         time.sleep(1.0)
