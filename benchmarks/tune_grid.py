@@ -93,14 +93,6 @@ def progress(study: Study, runs: Path) -> dict:
     return row
 
 
-def full(study: Study, runs: Path, trials: int) -> bool:
-    """Whether the study's budget is filled: ``trials``, or the smaller one ``ddrm tune`` recorded in result.json
-    (a model with nothing to tune, MostPop, has a budget of one trial)."""
-    result = study.folder(runs) / "result.json"
-    budget = json.loads(result.read_text()).get("budget", trials) if result.is_file() else trials
-    return progress(study, runs)["finished"] >= min(trials, budget)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", default=str(REPO / "configs" / "grids" / "tuned.yaml"))
@@ -130,45 +122,52 @@ def main() -> None:
 
 
 def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Namespace, t0: float) -> None:
-    """Workers for every unfinished study, then one final ``ddrm tune`` per study whose budget is full."""
+    """Workers for every study short of its budget, then one final ``ddrm tune`` for each study that got new trials
+    or has no best.yaml yet, once its budget is full and none of its workers is left."""
+    from ddrm.tuning.objective import resolve_model
+    from ddrm.tuning.study import resolve_space, study_budget
+
+    budget = {s.folder(runs): study_budget(resolve_space(resolve_model(s.model), None), trials) for s in studies}
+
+    def full(s: Study) -> bool:
+        return progress(s, runs)["finished"] >= budget[s.folder(runs)]
+
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     common = ["--stale-after", str(args.stale_after)] + (["--device", args.device] if args.device else []) + (
         ["--data-root", args.data_root] if args.data_root else [])
-    todo = [(s, w) for s in studies if not full(s, runs, trials) for w in range(args.workers)]
-    finals = [s for s in studies if not (s.folder(runs) / "best.yaml").is_file()]
     running: list[tuple[subprocess.Popen, Study]] = []
+
+    def launch(s: Study, log_name: str, extra: list[str]) -> None:
+        s.folder(runs).mkdir(parents=True, exist_ok=True)
+        log = open(s.folder(runs) / log_name, "a")
+        cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common, *extra]
+        running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
+
+    todo = [(s, w) for s in studies if not full(s) for w in range(args.workers)]
+    finals = [s for s in studies if any(t is s for t, _ in todo) or not (s.folder(runs) / "best.yaml").is_file()]
     deadline = t0 + 60 * args.minutes if args.minutes is not None else None
-    termed = False
+    stopping = False
     while todo or running or finals:
         now = time.monotonic()
-        if deadline is not None and now > deadline and not termed:
+        if deadline is not None and now > deadline and not stopping:  # every process: stop after its trial
             for proc, _ in running:
                 proc.send_signal(signal.SIGTERM)
-            todo, finals, termed = [], [], True
-        if termed and now > deadline + 60 * args.grace:
+            todo, finals, stopping = [], [], True
+        if stopping and now > deadline + 60 * args.grace:
             for proc, _ in running:
                 proc.kill()
         running = [(proc, s) for proc, s in running if proc.poll() is None]
-        busy = {s.name + s.dataset for _, s in running}
         while todo and len(running) < args.parallel:
             s, w = todo.pop(0)
-            s.folder(runs).mkdir(parents=True, exist_ok=True)
-            log = open(s.folder(runs) / f"worker{w}.log", "a")
-            cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common, "--worker", str(w),
-                   "--no-final"]
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
-            busy.add(s.name + s.dataset)
-        ready = [s for s in finals if s.name + s.dataset not in busy and all(t[0] is not s for t in todo)]
-        for s in ready:
-            finals.remove(s)
-            if full(s, runs, trials) and len(running) < args.parallel:
-                log = open(s.folder(runs) / "final.log", "a")
-                cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common]
-                running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
-            elif full(s, runs, trials):
-                finals.append(s)  # no free slot yet
+            launch(s, f"worker{w}.log", ["--worker", str(w), "--no-final"])
+        busy = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo}
+        for s in [s for s in finals if s.folder(runs) not in busy]:
+            if len(running) >= args.parallel:
                 break
+            finals.remove(s)
+            if full(s):  # a study whose workers stopped short (an error) keeps its trials and gets no refit
+                launch(s, "final.log", [])
         time.sleep(1.0)
 
 

@@ -212,9 +212,8 @@ def _config_file(args: argparse.Namespace) -> dict[str, Any]:
     if not args.config:
         return {}
     cfg = load_yaml(args.config)
-    named = (cfg.get("data") or {}).get("name") if isinstance(cfg.get("data"), dict) else None
-    if named is None and getattr(args, "data", None) is None and not any(
-            o.split("=", 1)[0].strip() in ("data", "data.name") for o in getattr(args, "overrides", [])):
+    sections = [cfg.get("data"), parse_overrides(getattr(args, "overrides", [])).get("data")]
+    if getattr(args, "data", None) is None and not any(isinstance(d, dict) and "name" in d for d in sections):
         logger.warning("%s names no dataset (no data.name) and neither --data nor --set data.name is given: "
                        "running on the built-in synthetic data.", args.config)
     return cfg

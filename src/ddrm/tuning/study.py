@@ -139,6 +139,11 @@ def resolve_space(spec: ModelSpec, path: str | None) -> SearchSpace:
                        " + ".join(f"shipped ddrm/spaces/{n}.yaml" for n in spec.space_names))
 
 
+def study_budget(space: SearchSpace, trials: int) -> int:
+    """The study's total of finished trials: ``trials``, or one when the space has nothing to search (MostPop)."""
+    return trials if space.params else 1
+
+
 def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any], overrides: list[str],
          command: str = "", data: Interactions | None = None) -> dict[str, Any]:
     """Run (or continue) the study and return the JSON payload; see the module docstring."""
@@ -148,7 +153,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     space = resolve_space(spec, opts.space)
     if not space.params and spec.name != "mostpop":
         raise ConfigError(f"{space.source}: the search space has no parameters.")
-    budget = opts.trials if space.params else 1  # nothing to search: one trial scores the model
+    budget = study_budget(space, opts.trials)
     check_keys(spec, [p.name for p in space.params] + flatten(space.fixed), space.source)
     base = base_config(spec, file_cfg, data_flags, overrides)
     from ..config import build_config
