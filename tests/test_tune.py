@@ -205,19 +205,24 @@ def test_a_worker_losing_the_schema_race_retries(tmp_path, monkeypatch):
     assert open_storage(f"sqlite:///{tmp_path / 's.db'}", tmp_path) is not None and len(calls) == 2
 
 
-def test_a_killed_workers_trial_is_failed_and_retried_with_its_parameters(tmp_path, capsys):
-    """A trial whose worker died (its heartbeat stopped) is marked failed by the next worker and run once more."""
+@pytest.mark.parametrize("beat", [True, False], ids=["heartbeat-stopped", "worker-without-heartbeats"])
+def test_a_killed_workers_trial_is_failed_and_retried_with_its_parameters(tmp_path, capsys, beat):
+    """A trial whose worker died is marked failed by the next worker and run once more: one whose heartbeat stopped
+    (Optuna's stale check) and one whose worker never recorded a heartbeat (an older ddrm; fail_orphans)."""
     import optuna
 
     from ddrm.tuning.study import open_storage, resolve_space
 
     out = tmp_path / "ease"
-    study = optuna.create_study(storage=open_storage(None, out, stale_after=2), study_name="s", direction="maximize")
+    storage = open_storage(None, out, stale_after=2) if beat else f"sqlite:///{out / 'study.db'}"
+    out.mkdir(parents=True, exist_ok=True)
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "heartbeat ... supposed to be used with Study.optimize"
         ghost = study.ask()  # a trial left running by a killed process: its values, its last heartbeat, silence
         resolve_space(resolve_model("ease"), None).suggest(ghost)
-        study._storage.record_heartbeat(ghost._trial_id)
+        if beat:
+            study._storage.record_heartbeat(ghost._trial_id)
     time.sleep(3.0)
     p = _tune(["--model", "ease", *TINY, "--trials", "2", "--study", "s", "--stale-after", "2", "--output", str(out)],
               capsys)

@@ -116,6 +116,42 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+BEATS = "heartbeats"
+
+
+def fail_orphans(study, storage, stale_after: float) -> list[int]:
+    """Fail, and retry once, the running trials of ``study`` on ``storage`` (as ``open_storage`` made it) that never recorded a heartbeat and started
+    over ``stale_after`` seconds ago; returns their numbers.
+
+    Optuna's own stale check only sees trials with a heartbeat. A trial whose worker recorded none (a ddrm from
+    before heartbeats, or a plain Optuna script without them, that was killed) would otherwise stay ``running`` for
+    ever. Every ddrm trial marks itself with the user attribute ``heartbeats`` when it starts, so the trials found
+    here are exactly those of such workers; one of them still alive after ``stale_after`` seconds would be failed too.
+    """
+    import datetime as dt
+
+    optuna = _optuna()
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
+        return []
+    retry = storage.get_heartbeat_stale_trial_callback() or storage.get_failed_trial_callback()
+    cutoff = dt.datetime.now() - dt.timedelta(seconds=stale_after)
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if BEATS in t.user_attrs or t.datetime_start is None or t.datetime_start > cutoff:
+            continue
+        try:
+            if not storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
+            continue
+        logger.warning("trial %d: running since %s without a heartbeat (its worker was killed): failed, retried once",
+                       t.number, t.datetime_start.isoformat(" ", "seconds"))
+        failed.append(t.number)
+        if retry is not None:
+            retry(study, storage.get_trial(t._trial_id))
+    return failed
+
+
 def _pruner(name: str):
     optuna = _optuna()
     if name == "median":
@@ -184,11 +220,13 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     startup = min(10, max(2, budget // 4))
     study.sampler = optuna.samplers.TPESampler(seed=opts.seed + 1000 * opts.worker + before,
                                                n_startup_trials=startup, multivariate=True)
+    fail_orphans(study, storage, opts.stale_after)
     done = len(study.get_trials(deepcopy=False, states=finished_states))
     t0 = time.perf_counter()
 
     def objective(trial) -> float:
         trial.set_user_attr("worker", opts.worker)
+        trial.set_user_attr(BEATS, True)  # this trial's worker records heartbeats; see fail_orphans
         params = space.suggest(trial)
         cfg = trial_config(spec, base, space.fixed, params)
 
