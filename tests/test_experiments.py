@@ -94,6 +94,19 @@ def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     ddrm = p["rows"][-1]
     assert ddrm["n_seeds"] == 2 and 0 <= ddrm["recall@20"] <= 1 and ddrm["recall@20_std"] >= 0
     assert "vs_backend_recall@20" in ddrm and "p_value_recall@20" in ddrm
+    by_model = {r["model"]: r for r in p["rows"]}
+    tce, mf = by_model["MF + T-CE"], by_model["MF"]  # the denoised backends are compared with their backend too
+    assert tce["vs_backend_recall@20"] == pytest.approx(tce["recall@20"] / mf["recall@20"] - 1)
+    # every trained row is set against the baseline that validates highest (not the one that tests highest)
+    base_rows = p["rows"][:6]
+    best = max(base_rows, key=lambda r: r["valid_recall@20"])
+    assert all("best_baseline" not in r for r in base_rows)
+    assert {r["best_baseline"] for r in p["rows"][6:]} == {best["model"]}
+    assert ddrm["vs_best_baseline_recall@20"] == pytest.approx(ddrm["recall@20"] / best["recall@20"] - 1)
+    best_key = best["model"].lower()
+    _, want = paired_test(out / "cells", [f"synthetic/mf-ddrm/seed{s}" for s in (0, 1)],
+                          [f"synthetic/{best_key}/seed{s}" for s in (0, 1)])
+    assert ddrm["p_best_baseline_recall@20"] == pytest.approx(want, nan_ok=True)
     with open(out / "table.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 10 and float(rows[0]["recall@20"]) == pytest.approx(p["rows"][0]["recall@20"], rel=1e-5)

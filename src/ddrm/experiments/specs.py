@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,36 +202,72 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
         for c in cells:
             if c.key.startswith(f"{ds}/") and not c.labels.get("hidden"):
                 groups.setdefault(c.key.rsplit("/", 1)[0], []).append(c)
+        ds_rows: list[tuple[dict[str, Any], list[Cell]]] = []
         for members in groups.values():
             keys = [c.key for c in members]
             labels = members[0].labels  # backend cells name their backend and method; baselines their name only
             base, method = labels.get("backend", labels["method"]), labels["method"] if "backend" in labels else ""
             row = {"dataset": ds, "model": LABEL.get(base, base) + SUFFIX.get(method, ""),
                    "config": "tuned" if labels.get("tuned") else "hand-set", **summarize(results, keys)}
-            if method in ("ddrm", "fusion") and "error" not in row:
-                plain = [c.needs for c in members]  # the backend cell each DDRM cell started from
+            plain = [f"{ds}/{base}/seed{c.seed}" for c in members]  # the plain backend cells of the same seeds
+            if method in DENOISED and "error" not in row and _finished(results, plain):
                 ref = summarize(results, plain)
                 row["vs_backend_recall@20"] = relative(row, ref, "recall@20")
                 row["vs_backend_ndcg@20"] = relative(row, ref, "ndcg@20")
                 row["paired_diff_recall@20"], row["p_value_recall@20"] = paired_test(out / "cells", keys, plain)
-            rows.append(row)
+            ds_rows.append((row, members))
+        _versus_best_baseline(ds_rows, out / "cells")
+        rows += [r for r, _ in ds_rows]
     columns = ["dataset", "model", "config", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")],
                "valid_recall@20",
-               "vs_backend_recall@20", "vs_backend_ndcg@20", "paired_diff_recall@20", "p_value_recall@20", "error"]
+               "vs_backend_recall@20", "vs_backend_ndcg@20", "paired_diff_recall@20", "p_value_recall@20",
+               "best_baseline", "vs_best_baseline_recall@20", "p_best_baseline_recall@20", "error"]
     write_csv(out / "table.csv", rows, columns)
     md_rows = [{"dataset": r["dataset"], "model": r["model"], "config": r["config"],
                 **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
                 "gain": (fmt_gain(r["vs_backend_recall@20"], r["vs_backend_ndcg@20"])
                          if "vs_backend_recall@20" in r else ""),
                 "p": (fmt_p(r["p_value_recall@20"]) if "p_value_recall@20" in r else
-                      f"skipped: {r['error']}" if "error" in r else "")} for r in rows]
-    shown = ["dataset", "model", *(["config"] if setup.tuned else []), *METRICS, "gain", "p"]
+                      f"skipped: {r['error']}" if "error" in r else ""),
+                "best": (f"{100 * r['vs_best_baseline_recall@20']:+.1f} % vs {r['best_baseline']}, "
+                         f"p {fmt_p(r['p_best_baseline_recall@20'])}" if "best_baseline" in r else "")}
+               for r in rows]
+    shown = ["dataset", "model", *(["config"] if setup.tuned else []), *METRICS, "gain", "p",
+             *(["best"] if any("best_baseline" in r for r in rows) else [])]
     text = markdown(md_rows, shown, ["dataset", "model", *(["hyper-parameters"] if setup.tuned else []),
                                      "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
-                                     "DDRM vs backend (R@20 / N@20)", "paired t-test p (R@20) / note"])
+                                     "vs backend (R@20 / N@20)", "paired t-test p (R@20) / note",
+                                     "R@20 vs the best baseline on validation, paired p"])
     write_text(out / "table.md", text + "\n")
     return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out), "cells": len(cells),
             "seeds": seeds, "cell_seconds": _spent(results)}
+
+
+DENOISED = ("tce", "rce", "ddrm", "fusion")  # methods compared with their plain backend in the table
+
+
+def _finished(results: dict[str, dict[str, Any]], keys: list[str]) -> bool:
+    return all(k in results and "error" not in results[k] for k in keys)
+
+
+def _versus_best_baseline(ds_rows: list[tuple[dict[str, Any], list[Cell]]], root: Path) -> None:
+    """Compare every trained-model row of one dataset with the baseline that validates highest (chosen on
+    validation, never on test): relative Recall@20 and the paired t-test across test users, over the same seeds."""
+    baselines = [(r, m) for r, m in ds_rows
+                 if "backend" not in m[0].labels and "error" not in r and not math.isnan(r["valid_recall@20"])]
+    if not baselines:
+        return
+    best, best_cells = max(baselines, key=lambda rm: rm[0]["valid_recall@20"])
+    by_seed = {c.seed: c.key for c in best_cells}
+    for row, members in ds_rows:
+        if "backend" not in members[0].labels or "error" in row:
+            continue
+        seeds = [c.seed for c in members]
+        if not all(s in by_seed for s in seeds):
+            continue
+        row["best_baseline"] = best["model"]
+        row["vs_best_baseline_recall@20"] = relative(row, best, "recall@20")
+        _, row["p_best_baseline_recall@20"] = paired_test(root, [c.key for c in members], [by_seed[s] for s in seeds])
 
 
 # ---------------------------------------------------------------------------------------------------- noise
