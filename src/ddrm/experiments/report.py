@@ -98,6 +98,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) ->
 
 def markdown(rows: list[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:
     head = list(headers or columns)
+    if len(head) != len(columns):
+        raise ValueError(f"markdown: {len(head)} headers for {len(columns)} columns")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join(str(r.get(c, "")) for c in columns) + " |")

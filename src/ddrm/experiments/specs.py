@@ -232,12 +232,12 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                 "best": (f"{100 * r['vs_best_baseline_recall@20']:+.1f} % vs {r['best_baseline']}, "
                          f"p {fmt_p(r['p_best_baseline_recall@20'])}" if "best_baseline" in r else "")}
                for r in rows]
-    shown = ["dataset", "model", *(["config"] if setup.tuned else []), *METRICS, "gain", "p",
-             *(["best"] if any("best_baseline" in r for r in rows) else [])]
+    versus = any("best_baseline" in r for r in rows)
+    shown = ["dataset", "model", *(["config"] if setup.tuned else []), *METRICS, "gain", "p", *(["best"] if versus else [])]
     text = markdown(md_rows, shown, ["dataset", "model", *(["hyper-parameters"] if setup.tuned else []),
                                      "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
                                      "vs backend (R@20 / N@20)", "paired t-test p (R@20) / note",
-                                     "R@20 vs the best baseline on validation, paired p"])
+                                     *(["R@20 vs the best baseline on validation, paired p"] if versus else [])])
     write_text(out / "table.md", text + "\n")
     return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out), "cells": len(cells),
             "seeds": seeds, "cell_seconds": _spent(results)}
