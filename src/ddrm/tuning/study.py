@@ -120,8 +120,8 @@ BEATS = "heartbeats"
 
 
 def fail_orphans(study, storage, stale_after: float) -> list[int]:
-    """Fail, and retry once, the running trials of ``study`` on ``storage`` (as ``open_storage`` made it) that never recorded a heartbeat and started
-    over ``stale_after`` seconds ago; returns their numbers.
+    """Fail, and retry once, the running trials of ``study`` on ``storage`` (as ``open_storage`` made it) that
+    never recorded a heartbeat and started over ``stale_after`` seconds ago; returns their numbers.
 
     Optuna's own stale check only sees trials with a heartbeat. A trial whose worker recorded none (a ddrm from
     before heartbeats, or a plain Optuna script without them, that was killed) would otherwise stay ``running`` for
