@@ -154,14 +154,15 @@ def _backend_cells(setup: Setup, dataset: str, backend: str, seed: int, section:
             tuned = setup.tuned_config(dataset, f"{backend}-{m}")  # tuned with its denoiser, or the plain recipe + it
             cfg = {**tuned, "data": section} if tuned is not None else deep_merge(base, {"backend": DENOISERS[m]})
             cells.append(Cell(f"{prefix}/{backend}-{m}/seed{seed}", "pretrain", backend, seed, cfg, section,
-                              labels={"method": m, "backend": backend, "tuned": tuned is not None}))
+                              labels={"method": m, "backend": backend, "tuned": tuned is not None,
+                                      "plain": cells[0].key}))
     for m in ("ddrm", "fusion"):
         if m in methods:
             cfg = setup.ddrm_config(dataset, backend, section)
             if m == "fusion" and not cfg.get("ddrm", {}).get("fusion_choices"):
                 cfg = deep_merge(cfg, {"ddrm": {"fusion_choices": FUSION_GRID}})
             cells.append(Cell(f"{prefix}/{backend}-{m}/seed{seed}", "train", backend, seed, cfg, section,
-                              needs=cells[0].key, labels={"method": m, "backend": backend,
+                              needs=cells[0].key, labels={"method": m, "backend": backend, "plain": cells[0].key,
                                                           "tuned": setup.has_tuned(dataset, f"ddrm-{backend}")}))
     if "backend" not in methods:
         cells[0].labels["hidden"] = True  # still needed by DDRM
@@ -209,8 +210,8 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             base, method = labels.get("backend", labels["method"]), labels["method"] if "backend" in labels else ""
             row = {"dataset": ds, "model": LABEL.get(base, base) + SUFFIX.get(method, ""),
                    "config": "tuned" if labels.get("tuned") else "hand-set", **summarize(results, keys)}
-            plain = [f"{ds}/{base}/seed{c.seed}" for c in members]  # the plain backend cells of the same seeds
-            if method in DENOISED and "error" not in row and _finished(results, plain):
+            plain = [c.labels["plain"] for c in members if "plain" in c.labels]  # its backend's cells, same seeds
+            if plain and "error" not in row and _finished(results, plain):
                 ref = summarize(results, plain)
                 row["vs_backend_recall@20"] = relative(row, ref, "recall@20")
                 row["vs_backend_ndcg@20"] = relative(row, ref, "ndcg@20")
@@ -243,10 +244,8 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             "seeds": seeds, "cell_seconds": _spent(results)}
 
 
-DENOISED = ("tce", "rce", "ddrm", "fusion")  # methods compared with their plain backend in the table
-
-
 def _finished(results: dict[str, dict[str, Any]], keys: list[str]) -> bool:
+    """Every cell of ``keys`` ran without error."""
     return all(k in results and "error" not in results[k] for k in keys)
 
 

@@ -137,7 +137,7 @@ def fail_orphans(study, storage, stale_after: float) -> list[int]:
     cutoff = dt.datetime.now() - dt.timedelta(seconds=stale_after)
     failed = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if BEATS in t.user_attrs or t.datetime_start is None or t.datetime_start > cutoff:
+        if BEATS in t.user_attrs or t.datetime_start > cutoff:
             continue
         try:
             if not storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL):
@@ -226,7 +226,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
 
     def objective(trial) -> float:
         trial.set_user_attr("worker", opts.worker)
-        trial.set_user_attr(BEATS, True)  # this trial's worker records heartbeats; see fail_orphans
+        trial.set_user_attr(BEATS, True)  # a ddrm trial: on an RDB storage it beats, so fail_orphans skips it
         params = space.suggest(trial)
         cfg = trial_config(spec, base, space.fixed, params)
 
