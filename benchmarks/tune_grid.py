@@ -45,11 +45,13 @@ class Study:
     name: str
     config: str | None = None
     sets: list[str] = field(default_factory=list)
+    backbone: str | None = None  # DDRM: the grid study (dataset/name) whose best.yaml is the backend to train on
 
     def args(self, trials: int, runs: Path) -> list[str]:
         out = ["--model", self.model, "--trials", str(trials), "--output", str(self.folder(runs)), "--quiet", "--json",
                "--data", self.dataset]  # always named: a config of model settings alone would run on synthetic data
         out += ["--config", self.config] if self.config else []
+        out += ["--backbone", str(self.backbone_file(runs))] if self.backbone else []
         for s in self.sets:
             out += ["--set", s]
         return out
@@ -57,17 +59,29 @@ class Study:
     def folder(self, runs: Path) -> Path:
         return runs / self.dataset / self.name
 
+    def backbone_file(self, runs: Path) -> Path | None:
+        return runs / self.backbone / "best.yaml" if self.backbone else None
+
+    def ready(self, runs: Path) -> bool:
+        """Whether the study can start: it has no backbone, or its backbone's study has written best.yaml."""
+        return self.backbone is None or self.backbone_file(runs).is_file()
+
 
 def load_grid(path: Path) -> tuple[int, list[Study]]:
-    """``{trials: N, studies: [{dataset, model, name?, config?, set?: [K=V]}]}``; a bad entry is one sentence."""
+    """``{trials: N, studies: [{dataset, model, name?, config?, set?: [K=V], backbone?: DATASET/NAME}]}``; a bad entry
+    is one sentence. ``backbone`` names another study of the grid: this one waits for its best.yaml."""
     raw = yaml.safe_load(path.read_text()) or {}
     studies = []
     for k, s in enumerate(raw.get("studies") or []):
         if not isinstance(s, dict) or not {"dataset", "model"} <= set(s) or set(s) - {"dataset", "model", "name",
-                                                                                       "config", "set"}:
-            sys.exit(f"{path}: studies[{k}] must have dataset and model (and optionally name, config, set).")
+                                                                                       "config", "set", "backbone"}:
+            sys.exit(f"{path}: studies[{k}] must have dataset and model (and optionally name, config, set, backbone).")
         studies.append(Study(s["dataset"], s["model"], s.get("name", s["model"]), s.get("config"),
-                             [str(x) for x in s.get("set") or []]))
+                             [str(x) for x in s.get("set") or []], s.get("backbone")))
+    names = {f"{s.dataset}/{s.name}" for s in studies}
+    for s in studies:
+        if s.backbone is not None and s.backbone not in names:
+            sys.exit(f"{path}: study {s.dataset}/{s.name} has backbone {s.backbone!r}, which is not a study of the grid.")
     return int(raw.get("trials", 20)), studies
 
 
@@ -76,6 +90,8 @@ def progress(study: Study, runs: Path) -> dict:
     folder = study.folder(runs)
     row = {"study": f"{study.dataset}/{study.name}", "finished": 0, "running": 0, "best_valid": None,
            "best_yaml": (folder / "best.yaml").is_file()}
+    if not study.ready(runs):
+        row["waiting_for"] = study.backbone
     db = folder / "study.db"
     if not db.is_file():
         return row
@@ -158,8 +174,18 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
             for proc, _ in running:
                 proc.kill()
         running = [(proc, s) for proc, s in running if proc.poll() is None]
-        while todo and len(running) < args.parallel:
-            s, w = todo.pop(0)
+        alive = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo} | {
+            s.folder(runs) for s in finals}
+        for s in {s.folder(runs): s for s, _ in todo if not s.ready(runs) and runs / s.backbone not in alive}.values():
+            print(f"{s.dataset}/{s.name}: skipped, its backbone {s.backbone} has no best.yaml and no run left to write "
+                  f"it", file=sys.stderr)
+            todo = [(t, w) for t, w in todo if t is not s]
+            finals = [t for t in finals if t is not s]
+        while len(running) < args.parallel:
+            k = next((k for k, (s, _) in enumerate(todo) if s.ready(runs)), None)
+            if k is None:  # nothing to start, or only studies that wait for their backbone's best.yaml
+                break
+            s, w = todo.pop(k)
             launch(s, f"worker{w}.log", ["--worker", str(w), "--no-final"])
         busy = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo}
         for s in [s for s in finals if s.folder(runs) not in busy]:

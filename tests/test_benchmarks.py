@@ -58,6 +58,9 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     tiny = ["data.synthetic.n_users=120", "data.synthetic.n_items=60", "data.synthetic.mean_items=10"]
     grid = tmp_path / "grid.yaml"
     grid.write_text(json.dumps({"trials": 3, "studies": [
+        # listed first, started last: DDRM waits for the MF study's best.yaml, the backend it trains on
+        {"dataset": "synthetic", "model": "ddrm", "backbone": "synthetic/mf-small",
+         "set": [*tiny, "train.epochs=1", "train.eval_every=1"]},
         {"dataset": "synthetic", "model": "ease", "set": tiny},
         {"dataset": "synthetic", "model": "mostpop", "set": tiny},  # nothing to tune: a budget of one trial
         {"dataset": "synthetic", "model": "mf", "name": "mf-small",
@@ -66,7 +69,12 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
            "--workers", "2", "--parallel", "2"]
     first = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
     rows = {r["study"]: r for r in first["studies"]}
-    assert set(rows) == {"synthetic/ease", "synthetic/mostpop", "synthetic/mf-small"}
+    assert set(rows) == {"synthetic/ddrm", "synthetic/ease", "synthetic/mostpop", "synthetic/mf-small"}
+    import yaml
+
+    ddrm, mf = (yaml.safe_load((tmp_path / "runs" / n / "best.yaml").read_text()) for n in ("synthetic/ddrm",
+                                                                                           "synthetic/mf-small"))
+    assert ddrm["backend"] == mf["backend"] and ddrm["pretrain"] == mf["train"]
     for name, row in rows.items():
         assert row["finished"] >= (1 if "mostpop" in name else 3) and row["running"] == 0 and row["best_yaml"], row
         result = json.loads((tmp_path / "runs" / name / "result.json").read_text())
@@ -78,6 +86,16 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     bad.write_text("studies: [{model: ease}]\n")
     out = subprocess.run([*cmd[:2], "--grid", str(bad), "--status"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 1 and "studies[0] must have dataset and model" in out.stderr
+    bad.write_text(json.dumps({"studies": [{"dataset": "synthetic", "model": "ddrm", "backbone": "synthetic/mf"}]}))
+    out = subprocess.run([*cmd[:2], "--grid", str(bad), "--status"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 1 and "backbone 'synthetic/mf', which is not a study of the grid" in out.stderr
+    # run alone, a study whose backbone has no best.yaml is skipped with a sentence instead of waiting for ever
+    out = subprocess.run([*cmd[:4], "--runs", str(tmp_path / "other"), "--only", "synthetic/ddrm"], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0 and "synthetic/ddrm: skipped, its backbone synthetic/mf-small" in out.stderr
+    assert json.loads(out.stdout)["studies"] == [{"study": "synthetic/ddrm", "finished": 0, "running": 0,
+                                                  "best_valid": None, "best_yaml": False,
+                                                  "waiting_for": "synthetic/mf-small"}]
 
 
 def test_tune_grid_stops_its_workers_at_the_deadline(tmp_path):

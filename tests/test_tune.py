@@ -172,6 +172,38 @@ def test_categorical_list_choices_reach_the_config(tmp_path, capsys):
     assert Path(best["backend_checkpoint"]).is_file()  # the backend fitted once for every trial
 
 
+def test_ddrm_on_a_tuned_backbone_trains_that_backend(tmp_path, capsys):
+    import yaml
+
+    mf = _tune(["--model", "mf", *MF, "--trials", "2", "--output", str(tmp_path / "mf")], capsys)
+    backbone = tmp_path / "mf" / "best.yaml"
+    space = tmp_path / "s.yaml"
+    space.write_text("model: ddrm\nparams:\n  ddrm.steps: {type: int, low: 2, high: 4}\nfixed:\n  train.epochs: 1\n"
+                     "  train.eval_every: 1\n  ddrm.dims: [8]\n")
+    cfg = tmp_path / "c.yaml"  # another backbone and a checkpoint: both replaced by --backbone
+    cfg.write_text("backend: {name: lightgcn, layers: 2}\nbackend_checkpoint: nowhere/backend.pt\n")
+    _tune(["--model", "ddrm", "--config", str(cfg), "--backbone", str(backbone), *TINY, "--space", str(space),
+           "--trials", "2", "--output", str(tmp_path / "d")], capsys)
+    best, tuned = (yaml.safe_load(f.read_text()) for f in (tmp_path / "d" / "best.yaml", backbone))
+    assert best["backend"] == tuned["backend"] and best["pretrain"] == tuned["train"]
+    assert main(["evaluate", "--checkpoint", best["backend_checkpoint"], "--json", "--quiet"]) == 0
+    ev = json.loads(capsys.readouterr().out)  # the backend trained here is the tuned one: its validation metric
+    assert ev["metrics"]["valid"]["recall@20"] == pytest.approx(mf["refit_valid"], rel=1e-6)
+    # the same for ddrm train; a file without a backend section, or a model that has no backend, is one sentence
+    assert main(["train", "--config", str(cfg), "--backbone", str(backbone), *TINY, "--set", "train.epochs=1",
+                 "--set", "ddrm.dims=[8]", "--output", str(tmp_path / "t"), "--json", "--quiet"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["backend"] == "mf" and run["backend_metrics"]["valid"]["recall@20"] == pytest.approx(
+        mf["refit_valid"], rel=1e-6)
+    space.write_text("data: {name: synthetic}\nease: {reg: 10}\n")
+    for argv in (["train", "--backbone", str(space)], ["tune", "--model", "ddrm", "--backbone", str(space)],
+                 ["tune", "--model", "ease", "--backbone", str(backbone)]):
+        assert main([*argv, *TINY, "--output", str(tmp_path / "x"), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("needs a backend section" in err or "is for --model ddrm" in err), err
+    assert not (tmp_path / "x").exists()
+
+
 def test_invalid_trials_fail_alone_and_a_study_without_any_success_is_one_sentence(tmp_path, capsys):
     space = tmp_path / "s.yaml"
     space.write_text("params:\n  topk: {type: int, low: -5, high: 0}\n")  # ItemKNN refuses topk < 1

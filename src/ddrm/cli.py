@@ -46,6 +46,10 @@ def _common(quiet_json: bool = True, data: bool = True) -> argparse.ArgumentPars
     return p
 
 
+_BACKBONE_HELP = ("a backend's 'ddrm pretrain' config (e.g. the best.yaml of its 'ddrm tune'): DDRM's backend is "
+                  "trained from its backend and train sections, replacing the config's backend")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .baselines import BASELINES
 
@@ -87,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         p_run.add_argument("--output", default=None, help="run folder (overrides output)")
         p_run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                            help="dotted config override, e.g. train.lr=0.001; repeatable")
+        if name == "train":
+            p_run.add_argument("--backbone", default=None, metavar="FILE", help=_BACKBONE_HELP)
 
     p_tune = sub.add_parser("tune", parents=[common], help="tune a model's hyper-parameters on validation (Optuna)")
     p_tune.add_argument("--model", required=True, metavar="NAME",
@@ -113,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "or machine) is marked failed and its parameters retried once (default 600)")
     p_tune.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted override of the starting config; repeatable")
+    p_tune.add_argument("--backbone", default=None, metavar="FILE", help=_BACKBONE_HELP + " (for --model ddrm)")
 
     p_eval = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint on valid and test")
     p_eval.add_argument("--checkpoint", required=True, help="a backend.pt (or ddrm.pt) checkpoint")
@@ -341,7 +348,8 @@ def _run_config(cls, args: argparse.Namespace):
     """Defaults < --config file < command-line flags < --set overrides; or the run folder's config with --resume."""
     if args.resume is not None:
         given = [f for f, v in (("--config", args.config), ("--data", args.data), ("--output", args.output),
-                                ("--seed", args.seed), ("--set", args.overrides), ("--device", args.device)) if v]
+                                ("--seed", args.seed), ("--set", args.overrides), ("--device", args.device),
+                                ("--backbone", getattr(args, "backbone", None))) if v]
         if given:
             raise UsageError(f"--resume takes everything from {args.resume}/config.yaml; drop {given[0]}.")
         from .runs import resume_config
@@ -359,8 +367,17 @@ def _run_config(cls, args: argparse.Namespace):
             flags["pretrain"] = {"device": args.device}
     if args.output is not None:
         flags["output"] = args.output
-    file_cfg = _config_file(args)
+    file_cfg = _backbone(args, _config_file(args))
     return build_config(cls, overrides=deep_merge(deep_merge(file_cfg, flags), parse_overrides(args.overrides)))
+
+
+def _backbone(args: argparse.Namespace, file_cfg: dict[str, Any]) -> dict[str, Any]:
+    """``file_cfg`` with the backend of ``--backbone FILE`` (trained at the start of the run), if given."""
+    if getattr(args, "backbone", None) is None:
+        return file_cfg
+    from .config.runs import with_backbone
+
+    return with_backbone(file_cfg, load_yaml(args.backbone), args.backbone)
 
 
 def _metrics_text(payload: dict[str, Any], ks, title: str) -> str:
@@ -541,7 +558,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         overrides.append(f"{spec.name}.seed={args.seed}")
     if args.device is not None and spec.kind != "baseline":
         overrides.append(f"train.device={args.device}")
-    file_cfg = _config_file(args)
+    if args.backbone is not None and spec.kind != "train":
+        raise UsageError(f"--backbone is for --model ddrm (the backend DDRM runs on), not {args.model}.")
+    file_cfg = _backbone(args, _config_file(args))
     try:
         p = tune(opts, file_cfg, _data_flags(args, args.data), overrides, "ddrm " + shlex.join(args.argv))
     except TrainingInterrupted as exc:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from ..errors import ConfigError
 from .backbones import BackendConfig, LightGCNConfig
 from .data import DataConfig
 from .model import DDRMConfig
@@ -38,3 +41,18 @@ class TrainRunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     output: str = "runs/train"
+
+
+def with_backbone(cfg: Mapping[str, Any], backbone: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A ``ddrm train`` config (``cfg``) whose backend is the one a ``ddrm pretrain`` config (``backbone``, read from
+    ``where``) describes, trained at the start of the run: its ``backend`` section replaces ``cfg``'s and its
+    ``train`` section becomes ``pretrain`` (whole sections, so no key of another backbone is left behind), and a
+    ``backend_checkpoint`` of ``cfg`` is dropped. The backbone's ``data``, ``eval``, ``seed`` and ``output`` are not
+    read: DDRM's run keeps its own. The ``best.yaml`` of a backend's ``ddrm tune`` is such a file."""
+    if not isinstance(backbone.get("backend"), Mapping):
+        raise ConfigError(f"{where}: a backbone config needs a backend section (a config of 'ddrm pretrain', such "
+                          f"as the best.yaml of a backend's 'ddrm tune').")
+    train = backbone.get("train", {})
+    if not isinstance(train, Mapping):
+        raise ConfigError(f"{where}: config key 'train' must be a mapping.")
+    return {**cfg, "backend": dict(backbone["backend"]), "pretrain": dict(train), "backend_checkpoint": None}
