@@ -1,7 +1,7 @@
 """The equal-budget tuning grid as one resumable run: every study of a grid file, several workers each, a deadline.
 
     python benchmarks/tune_grid.py [--grid configs/grids/tuned.yaml] [--runs runs/tune] [--only lightgcn]
-        [--device cuda] [--workers 4] [--parallel 8] [--minutes 8] [--status]
+        [--device cuda] [--workers 4] [--parallel 8] [--minutes 8] [--status | --install configs]
 
 Each study of the grid is ``ddrm tune --model M [--config C] [--data D] [--set K=V ...] --trials N
 --output RUNS/<dataset>/<name>``: the same command a user types, so its SQLite study resumes across runs, machines
@@ -10,7 +10,8 @@ run at once, each with ``cores / parallel`` torch threads. When a study's worker
 full, one more ``ddrm tune`` (no trial left to run) refits the best trial, evaluates it on test once and writes
 ``best.yaml``. At ``--minutes`` every worker is sent SIGTERM (it finishes its running trial) and, ``--grace``
 minutes later, SIGKILL: a killed trial is failed by the next run's heartbeat check (``--stale-after``) and its
-parameters run again. ``--status`` only reports. Prints one JSON object: per study its finished trials, best
+parameters run again. ``--status`` only reports; ``--install configs`` copies each finished study's best.yaml
+to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON object: per study its finished trials, best
 validation value and whether ``best.yaml`` is written.
 
 Made for a lent GPU session (one short, prepared run whose study folders come back) and for the 2-core machine
@@ -122,6 +123,8 @@ def main() -> None:
     p.add_argument("--stale-after", type=int, default=120, help="passed to ddrm tune (seconds)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--status", action="store_true", help="report the studies' progress, run nothing")
+    p.add_argument("--install", default=None, metavar="CONFIGS",
+                   help="copy each finished study's best.yaml to CONFIGS/<dataset>/tuned/<name>.yaml, run nothing")
     args = p.parse_args()
     if args.workers < 1 or args.parallel < 1:
         sys.exit("--workers and --parallel must be >= 1.")
@@ -130,11 +133,56 @@ def main() -> None:
         studies = [s for s in studies if any(o in f"{s.dataset}/{s.name}" for o in args.only)]
     runs = Path(args.runs).resolve()  # the workers run in the repository
     t0 = time.monotonic()
-    if not args.status:
+    if args.install is not None:
+        for s in studies:
+            dest = install(s, runs, Path(args.install))
+            if dest is not None:
+                print(f"{s.dataset}/{s.name}: wrote {dest}", file=sys.stderr)
+    elif not args.status:
         run_grid(studies, trials, runs, args, t0)
     rows = [progress(s, runs) for s in studies]
     print(json.dumps({"grid": args.grid, "trials": trials, "seconds": round(time.monotonic() - t0, 1),
                       "studies": rows}))
+
+
+def install(study: Study, runs: Path, configs: Path) -> Path | None:
+    """Copy the study's best.yaml (if written) to ``configs/<dataset>/tuned/<name>.yaml``, atomically: paths under the
+    repository made relative to it, the header's "run it with" line naming the new file, and a DDRM config's
+    checkpoint of the study's own backend (``<study>/backend.pt``, which stays behind in runs/) dropped, so the
+    backend section refits that backbone. An existing file is kept (it may carry edits), and a best.yaml that this
+    version's schemas refuse (written by an older ddrm) is not copied; both are said on stderr. Returns the file
+    written, or None."""
+    src = study.folder(runs) / "best.yaml"
+    dest = configs / study.dataset / "tuned" / f"{study.name}.yaml"
+    if not src.is_file() or dest.exists():
+        if src.is_file():
+            print(f"{study.dataset}/{study.name}: kept the existing {dest}", file=sys.stderr)
+        return None
+    text = src.read_text().replace(f"{REPO}/", "")
+    shown = dest.resolve().relative_to(REPO) if dest.resolve().is_relative_to(REPO) else dest
+    text = text.replace("--config best.yaml", f"--config {shown}")
+    own = yaml.safe_load(text).get("backend_checkpoint")
+    if own is not None and Path(REPO, own).resolve() == (study.folder(runs) / "backend.pt").resolve():
+        lines = text.splitlines(keepends=True)
+        text = "".join(line for line in lines if not line.startswith("backend_checkpoint:"))
+        text = text.replace(f"--config {shown}\n", f"--config {shown}   (the backbone is refitted from the backend "
+                                                     f"section)\n", 1)
+    from ddrm.config.loader import from_dict
+    from ddrm.errors import DDRMError
+    from ddrm.tuning.objective import resolve_model
+
+    spec = resolve_model(study.model)
+    try:
+        if spec.kind != "baseline":
+            from_dict(spec.config_class, yaml.safe_load(text))
+    except DDRMError as exc:
+        print(f"{study.dataset}/{study.name}: not copied, {src} does not load here ({exc})", file=sys.stderr)
+        return None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(dest)
+    return dest
 
 
 def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Namespace, t0: float) -> None:

@@ -75,6 +75,19 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     ddrm, mf = (yaml.safe_load((tmp_path / "runs" / n / "best.yaml").read_text()) for n in ("synthetic/ddrm",
                                                                                            "synthetic/mf-small"))
     assert ddrm["backend"] == mf["backend"] and ddrm["pretrain"] == mf["train"]
+    # --install: each best.yaml becomes configs/<dataset>/tuned/<name>.yaml naming itself; DDRM's drops the checkpoint
+    # of the backend its study trained (left behind in runs/), so its backend section refits the backbone
+    install = [*cmd[:6], "--install", str(tmp_path / "configs")]
+    out = subprocess.run(install, capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stderr.count("wrote") == 4
+    installed = tmp_path / "configs" / "synthetic" / "tuned" / "ddrm.yaml"
+    text = installed.read_text()
+    assert f"# run it with: ddrm train --config {installed}   (the backbone is refitted" in text
+    assert "backend_checkpoint" in ddrm and "backend_checkpoint" not in yaml.safe_load(text)
+    assert yaml.safe_load(text)["backend"] == mf["backend"]
+    installed.write_text(text + "# edited\n")
+    out = subprocess.run(install, capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert out.stderr.count("kept the existing") == 4 and installed.read_text().endswith("# edited\n")
     for name, row in rows.items():
         assert row["finished"] >= (1 if "mostpop" in name else 3) and row["running"] == 0 and row["best_yaml"], row
         result = json.loads((tmp_path / "runs" / name / "result.json").read_text())
