@@ -11,8 +11,15 @@ full, one more ``ddrm tune`` (no trial left to run) refits the best trial, evalu
 ``best.yaml``. At ``--minutes`` every worker is sent SIGTERM (it finishes its running trial) and, ``--grace``
 minutes later, SIGKILL: a killed trial is failed by the next run's heartbeat check (``--stale-after``) and its
 parameters run again. ``--status`` only reports; ``--install configs`` copies each finished study's best.yaml
-to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON object: per study its finished trials, best
-validation value and whether ``best.yaml`` is written.
+to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON object: per
+study its finished trials, best validation value and whether ``best.yaml`` is written.
+
+The runs folder is not part of the repository, and a machine may not be kept: every minute (and at the end) each
+study's finished trials are written to ``--records`` (``benchmarks/studies/<dataset>/<name>.jsonl``, plain JSON
+lines, see ddrm.tuning.records), which is committed. On a fresh clone, a study folder without study.db is loaded
+from its records first, so the grid goes on where any machine left it; only the trials running when a machine went
+away are lost. A DDRM study whose backbone study has no best.yaml here trains the backbone's installed tuned config
+(``configs/<dataset>/tuned/<name>.yaml``), and a full study with an installed config is not refitted again.
 
 Made for a lent GPU session (one short, prepared run whose study folders come back) and for the 2-core machine
 (two workers of one thread each: about 25 % more throughput than one process of two threads, measured on
@@ -47,6 +54,7 @@ class Study:
     config: str | None = None
     sets: list[str] = field(default_factory=list)
     backbone: str | None = None  # DDRM: the grid study (dataset/name) whose best.yaml is the backend to train on
+    configs: Path | None = None  # the folder --install writes to (default: the repository's configs/)
 
     def args(self, trials: int, runs: Path) -> list[str]:
         out = ["--model", self.model, "--trials", str(trials), "--output", str(self.folder(runs)), "--quiet", "--json",
@@ -61,7 +69,21 @@ class Study:
         return runs / self.dataset / self.name
 
     def backbone_file(self, runs: Path) -> Path | None:
-        return runs / self.backbone / "best.yaml" if self.backbone else None
+        """The backbone study's best.yaml; where this clone has none (a fresh machine), its installed tuned config."""
+        if self.backbone is None:
+            return None
+        best = runs / self.backbone / "best.yaml"
+        dataset, name = self.backbone.split("/", 1)
+        installed = Study(dataset, "", name, configs=self.configs).installed()
+        return installed if not best.is_file() and installed.is_file() else best
+
+    def installed(self) -> Path:
+        """Where ``--install`` puts this study's best.yaml: CONFIGS/<dataset>/tuned/<name>.yaml."""
+        return (self.configs or REPO / "configs") / self.dataset / "tuned" / f"{self.name}.yaml"
+
+    def record_file(self, records: Path | None) -> Path | None:
+        """The study's trial records in the repository (ddrm.tuning.records), or None without --records."""
+        return records / self.dataset / f"{self.name}.jsonl" if records is not None else None
 
     def ready(self, runs: Path) -> bool:
         """Whether the study can start: it has no backbone, or its backbone's study has written best.yaml."""
@@ -86,20 +108,54 @@ def load_grid(path: Path) -> tuple[int, list[Study]]:
     return int(raw.get("trials", 20)), studies
 
 
-def progress(study: Study, runs: Path) -> dict:
-    """Finished (complete + pruned) trials, the best validation value and whether best.yaml exists."""
+def _sqlite(db: Path):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    return optuna.storages.RDBStorage(f"sqlite:///{db}", engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+def restore(study: Study, runs: Path, records: Path | None) -> int:
+    """A study folder without study.db (a fresh clone or machine) gets the study's trials from its records file.
+    Returns the number of trials loaded."""
+    rec, db = study.record_file(records), study.folder(runs) / "study.db"
+    if rec is None or not rec.is_file() or db.exists():
+        return 0
+    from ddrm.tuning.records import import_studies
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return sum(import_studies(rec, _sqlite(db)).values())
+
+
+def save(study: Study, runs: Path, records: Path | None) -> None:
+    """Write the study's finished trials to its records file (atomically), where it has a study.db."""
+    rec, db = study.record_file(records), study.folder(runs) / "study.db"
+    if rec is not None and db.is_file():
+        from ddrm.tuning.records import export_studies
+
+        export_studies(_sqlite(db), rec)
+
+
+def progress(study: Study, runs: Path, records: Path | None = None) -> dict:
+    """Finished (complete + pruned) trials, the best validation value and whether best.yaml exists; a study with
+    no study.db here is read from its records file, if any."""
     folder = study.folder(runs)
     row = {"study": f"{study.dataset}/{study.name}", "finished": 0, "running": 0, "best_valid": None,
            "best_yaml": (folder / "best.yaml").is_file()}
     if not study.ready(runs):
         row["waiting_for"] = study.backbone
-    db = folder / "study.db"
-    if not db.is_file():
-        return row
+    db, rec = folder / "study.db", study.record_file(records)
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = f"sqlite:///{db}"
+    if db.is_file():
+        storage = _sqlite(db)
+    elif rec is not None and rec.is_file():
+        from ddrm.tuning.records import import_studies
+
+        storage = optuna.storages.InMemoryStorage()
+        import_studies(rec, storage)
+    else:
+        return row
     for summary in optuna.get_all_study_summaries(storage):
         trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials(deepcopy=False)
         row["finished"] += sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
@@ -125,6 +181,12 @@ def main() -> None:
     p.add_argument("--status", action="store_true", help="report the studies' progress, run nothing")
     p.add_argument("--install", default=None, metavar="CONFIGS",
                    help="copy each finished study's best.yaml to CONFIGS/<dataset>/tuned/<name>.yaml, run nothing")
+    p.add_argument("--configs", default=str(REPO / "configs"),
+                   help="installed tuned configs: a backbone study without best.yaml here uses its "
+                        "CONFIGS/<dataset>/tuned/<name>.yaml")
+    p.add_argument("--records", default=str(REPO / "benchmarks" / "studies"),
+                   help="folder of the studies' trial records (<dataset>/<name>.jsonl), loaded into a study folder "
+                        "without study.db and rewritten as trials finish; 'none' for neither")
     args = p.parse_args()
     if args.workers < 1 or args.parallel < 1:
         sys.exit("--workers and --parallel must be >= 1.")
@@ -132,6 +194,9 @@ def main() -> None:
     if args.only:
         studies = [s for s in studies if any(o in f"{s.dataset}/{s.name}" for o in args.only)]
     runs = Path(args.runs).resolve()  # the workers run in the repository
+    records = None if args.records == "none" else Path(args.records).resolve()
+    for s in studies:
+        s.configs = Path(args.configs).resolve()
     t0 = time.monotonic()
     if args.install is not None:
         for s in studies:
@@ -139,8 +204,16 @@ def main() -> None:
             if dest is not None:
                 print(f"{s.dataset}/{s.name}: wrote {dest}", file=sys.stderr)
     elif not args.status:
-        run_grid(studies, trials, runs, args, t0)
-    rows = [progress(s, runs) for s in studies]
+        for s in studies:
+            n = restore(s, runs, records)
+            if n:
+                print(f"{s.dataset}/{s.name}: {n} trials loaded from {s.record_file(records)}", file=sys.stderr)
+        try:
+            run_grid(studies, trials, runs, args, t0, lambda: [save(s, runs, records) for s in studies])
+        finally:
+            for s in studies:
+                save(s, runs, records)
+    rows = [progress(s, runs, records) for s in studies]
     print(json.dumps({"grid": args.grid, "trials": trials, "seconds": round(time.monotonic() - t0, 1),
                       "studies": rows}))
 
@@ -185,9 +258,11 @@ def install(study: Study, runs: Path, configs: Path) -> Path | None:
     return dest
 
 
-def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Namespace, t0: float) -> None:
+def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Namespace, t0: float,
+             checkpoint=lambda: None) -> None:
     """Workers for every study short of its budget, then one final ``ddrm tune`` for each study that got new trials
-    or has no best.yaml yet, once its budget is full and none of its workers is left."""
+    or has no best.yaml yet, once its budget is full and none of its workers is left. ``checkpoint()`` is called
+    every minute (it writes the trial records)."""
     from ddrm.tuning.objective import resolve_model
     from ddrm.tuning.study import resolve_space, study_budget
 
@@ -209,11 +284,15 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
         running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
 
     todo = [(s, w) for s in studies if not full(s) for w in range(args.workers)]
-    finals = [s for s in studies if any(t is s for t, _ in todo) or not (s.folder(runs) / "best.yaml").is_file()]
+    finals = [s for s in studies if any(t is s for t, _ in todo) or not (s.folder(runs) / "best.yaml").is_file()
+              and not s.installed().is_file()]  # a full study installed from another clone is not refitted again
     deadline = t0 + 60 * args.minutes if args.minutes is not None else None
-    stopping = False
+    stopping, saved = False, time.monotonic()
     while todo or running or finals:
         now = time.monotonic()
+        if now - saved > 60:
+            checkpoint()
+            saved = now
         if deadline is not None and now > deadline and not stopping:  # every process: stop after its trial
             for proc, _ in running:
                 proc.send_signal(signal.SIGTERM)

@@ -66,7 +66,7 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
         {"dataset": "synthetic", "model": "mf", "name": "mf-small",
          "set": [*tiny, "train.epochs=4", "train.eval_every=2", "backend.dim=8"]}]}))
     cmd = [sys.executable, str(BENCH / "tune_grid.py"), "--grid", str(grid), "--runs", str(tmp_path / "runs"),
-           "--workers", "2", "--parallel", "2"]
+           "--workers", "2", "--parallel", "2", "--records", str(tmp_path / "records")]
     first = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout)
     rows = {r["study"]: r for r in first["studies"]}
     assert set(rows) == {"synthetic/ddrm", "synthetic/ease", "synthetic/mostpop", "synthetic/mf-small"}
@@ -88,6 +88,23 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     installed.write_text(text + "# edited\n")
     out = subprocess.run(install, capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stderr.count("kept the existing") == 4 and installed.read_text().endswith("# edited\n")
+    # a fresh clone: no runs folder, the trial records and the installed configs. --status reads the records; a run
+    # loads them (no trial runs again), trains DDRM's backbone from its installed config and refits the one study
+    # that has no installed config
+    fresh = [*cmd[:4], "--runs", str(tmp_path / "fresh"), "--records", str(tmp_path / "records"),
+             "--configs", str(tmp_path / "configs")]
+    status = json.loads(subprocess.run([*fresh, "--status"], capture_output=True, text=True, check=True).stdout)
+    assert [{**r, "best_yaml": True} for r in status["studies"]] == first["studies"]
+    installed.unlink()
+    out = subprocess.run(fresh, capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert all(f"synthetic/{n}: " in out.stderr for n in ("ddrm", "ease", "mostpop", "mf-small")), out.stderr
+    assert out.stderr.count(" trials loaded from ") == 4
+    assert sorted(p.name for p in (tmp_path / "fresh" / "synthetic" / "ddrm").glob("*.log")) == ["final.log"]
+    assert not (tmp_path / "fresh" / "synthetic" / "ease" / "best.yaml").exists()  # installed: not refitted
+    refit = yaml.safe_load((tmp_path / "fresh" / "synthetic" / "ddrm" / "best.yaml").read_text())
+    assert refit["backend"] == mf["backend"] and refit["pretrain"] == mf["train"]
+    result = json.loads((tmp_path / "fresh" / "synthetic" / "ddrm" / "result.json").read_text())
+    assert result["refit_valid"] == pytest.approx(rows["synthetic/ddrm"]["best_valid"], rel=1e-4)
     for name, row in rows.items():
         assert row["finished"] >= (1 if "mostpop" in name else 3) and row["running"] == 0 and row["best_yaml"], row
         result = json.loads((tmp_path / "runs" / name / "result.json").read_text())
@@ -103,7 +120,8 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     out = subprocess.run([*cmd[:2], "--grid", str(bad), "--status"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 1 and "backbone 'synthetic/mf', which is not a study of the grid" in out.stderr
     # run alone, a study whose backbone has no best.yaml is skipped with a sentence instead of waiting for ever
-    out = subprocess.run([*cmd[:4], "--runs", str(tmp_path / "other"), "--only", "synthetic/ddrm"], capture_output=True,
+    out = subprocess.run([*cmd[:4], "--runs", str(tmp_path / "other"), "--only", "synthetic/ddrm", "--records", "none"],
+                         capture_output=True,
                          text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0 and "synthetic/ddrm: skipped, its backbone synthetic/mf-small" in out.stderr
     assert json.loads(out.stdout)["studies"] == [{"study": "synthetic/ddrm", "finished": 0, "running": 0,

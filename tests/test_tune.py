@@ -88,6 +88,7 @@ def test_ctrl_c_stops_after_the_running_trial_and_the_rerun_continues(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Run the same command again" in err and "Traceback" not in err
+    assert "SIGINT received: finishing the running trial" in err  # what happens next, said when the signal comes
     rows = _rows(out / "trials.csv")
     assert 0 < len(rows) < 50 and all(r["state"] == "complete" for r in rows)  # the running trial finished
     assert not (out / "best.yaml").exists()
@@ -263,3 +264,58 @@ def test_a_killed_workers_trial_is_failed_and_retried_with_its_parameters(tmp_pa
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == ghost.number]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == ghost.params
     assert _rows(out / "trials.csv")[0]["state"] == "fail"
+
+
+def test_trial_records_carry_a_study_to_a_fresh_storage(tmp_path, capsys):
+    """export -> import keeps every finished trial (states, values, parameters, intermediate values, attributes);
+    running trials stay behind; ddrm tune on the imported study goes on where it was."""
+    import math
+
+    import optuna
+
+    from ddrm.tuning.records import export_studies, import_studies, read_records
+
+    src = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=src, study_name="s", direction="maximize")
+    study.set_user_attr("data", "abc")
+
+    def objective(trial):
+        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+        k = trial.suggest_categorical("k", [1, 2, "three"])
+        trial.set_user_attr("seconds", 0.5)
+        if trial.number == 1:
+            trial.report(0.1, 2)
+            raise optuna.TrialPruned()
+        return math.nan if trial.number == 2 else x * (k if isinstance(k, int) else 3)
+
+    study.optimize(objective, n_trials=4)
+    study.ask()  # a running trial: not written
+    path = tmp_path / "rec" / "s.jsonl"
+    assert export_studies(src, path) == 4
+    dest = optuna.storages.InMemoryStorage()
+    assert import_studies(path, dest) == {"s": 4}
+    again = optuna.load_study(study_name="s", storage=dest)
+    assert again.user_attrs == {"data": "abc"}
+    old = [t for t in study.get_trials() if t.state.name != "RUNNING"]
+    new = again.get_trials()
+    assert [t.state for t in new] == [t.state for t in old]
+    for a, b in zip(old, new, strict=True):
+        assert (a.params, a.distributions, a.intermediate_values, a.user_attrs, a.datetime_start) == (
+            b.params, b.distributions, b.intermediate_values, b.user_attrs, b.datetime_start)
+        assert a.value == b.value
+    assert import_studies(path, dest) == {"s": 0}  # a study that has trials is not loaded twice
+    assert len(optuna.load_study(study_name="s", storage=dest).get_trials()) == 4
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(path.read_text().splitlines()[0] + "\n{\"kind\": \"trial\"}\n")
+    with pytest.raises(ConfigError, match="bad.jsonl: line 2: a trial before any study line"):
+        read_records(bad)
+    # ddrm tune: a study exported from one output folder and loaded into another's study.db continues there
+    first = _tune(["--model", "ease", *TINY, "--trials", "3", "--output", str(tmp_path / "a")], capsys)
+    assert export_studies(f"sqlite:///{tmp_path / 'a' / 'study.db'}", tmp_path / "ease.jsonl") == 3
+    (tmp_path / "b").mkdir()
+    import_studies(tmp_path / "ease.jsonl", f"sqlite:///{tmp_path / 'b' / 'study.db'}")
+    same = _tune(["--model", "ease", *TINY, "--trials", "3", "--output", str(tmp_path / "b")], capsys)
+    assert same["trials"]["complete"] == 3 and same["best"] == first["best"]
+    assert _rows(tmp_path / "b" / "trials.csv") == _rows(tmp_path / "a" / "trials.csv")
+    more = _tune(["--model", "ease", *TINY, "--trials", "4", "--output", str(tmp_path / "b")], capsys)
+    assert more["trials"]["complete"] == 4

@@ -45,8 +45,9 @@ class StopFlag:
 
 
 @contextmanager
-def graceful_signals() -> Iterator[StopFlag]:
-    """Within the block, SIGINT / SIGTERM set a :class:`StopFlag` instead of killing the process.
+def graceful_signals(then: str = "finishing the current step and saving the training state") -> Iterator[StopFlag]:
+    """Within the block, SIGINT / SIGTERM set a :class:`StopFlag` instead of killing the process (the warning
+    logged says what happens ``then``).
 
     A second SIGINT while the first is pending raises ``KeyboardInterrupt`` at once (the user insists). Outside the
     main thread (where Python cannot install handlers) the flag is never set and signals behave as usual. The
@@ -61,8 +62,7 @@ def graceful_signals() -> Iterator[StopFlag]:
         if flag.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.signum = signum
-        logger.warning("%s received: finishing the current step and saving the training state",
-                       signal.Signals(signum).name)
+        logger.warning("%s received: %s", signal.Signals(signum).name, then)
 
     previous = {s: signal.signal(s, handler) for s in EXIT_CODES}
     try:

@@ -248,7 +248,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
             trial.set_user_attr("seconds", time.perf_counter() - start)
         return value
 
-    with graceful_signals() as stop:
+    with graceful_signals("finishing the running trial, then stopping the study") as stop:
         def after_trial(st, trial) -> None:
             value = f"{trial.value:.4f}" if trial.value is not None and not math.isnan(trial.value) else "-"
             best = _best_value(st)
