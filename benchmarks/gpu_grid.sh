@@ -3,7 +3,8 @@
 #   run(command="bash benchmarks/gpu_grid.sh", carry=[".whl", ".data", ".studies.tgz"], timeout_s=590)
 # Installs the carried wheels, unpacks the studies, runs benchmarks/tune_grid.py on cuda until MINUTES (default 7)
 # with WORKERS processes per study and PARALLEL at once, and leaves the studies in $OUT/studies.tgz; unpack it here
-# over runs/tune (tar xzf .../studies.tgz) and the next run on any machine resumes them.
+# over runs/tune (tar xzf .../studies.tgz) and the next run on any machine resumes them. The studies' trial records
+# (benchmarks/studies, committed) come back in $OUT/records: copy them over benchmarks/studies and commit.
 # Stop local workers of the same studies before unpacking: the unpacked folders replace theirs.
 # ONLY picks studies (default: the trained models of ml-1m_noisy still open). DEVICE=cpu OUT=/tmp/x for a dry run.
 set -uo pipefail
@@ -21,3 +22,4 @@ python3 benchmarks/tune_grid.py --grid "${GRID:-configs/grids/tuned.yaml}" --dev
   --workers "${WORKERS:-3}" --parallel "${PARALLEL:-12}" --minutes "${MINUTES:-7}" --grace "${GRACE:-0.5}" \
   --only $ONLY | tee "$OUT/grid.json"
 tar czf "$OUT/studies.tgz" runs/tune
+if [ -d benchmarks/studies ]; then cp -r benchmarks/studies "$OUT/records"; fi
