@@ -12,7 +12,8 @@ full, one more ``ddrm tune`` (no trial left to run) refits the best trial, evalu
 minutes later, SIGKILL: a killed trial is failed by the next run's heartbeat check (``--stale-after``) and its
 parameters run again. ``--status`` only reports; ``--install configs`` copies each finished study's best.yaml
 to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON object: per
-study its finished trials, best validation value and whether ``best.yaml`` is written.
+study its finished trials, best validation value, whether ``best.yaml`` is written and whether its tuned config is
+installed.
 
 The runs folder is not part of the repository, and a machine may not be kept: every minute (and at the end) each
 study's finished trials are written to ``--records`` (``benchmarks/studies/<dataset>/<name>.jsonl``, plain JSON
@@ -137,11 +138,11 @@ def save(study: Study, runs: Path, records: Path | None) -> None:
 
 
 def progress(study: Study, runs: Path, records: Path | None = None) -> dict:
-    """Finished (complete + pruned) trials, the best validation value and whether best.yaml exists; a study with
-    no study.db here is read from its records file, if any."""
+    """Finished (complete + pruned) trials, the best validation value, whether best.yaml exists and whether the
+    study's tuned config is installed; a study with no study.db here is read from its records file, if any."""
     folder = study.folder(runs)
     row = {"study": f"{study.dataset}/{study.name}", "finished": 0, "running": 0, "best_valid": None,
-           "best_yaml": (folder / "best.yaml").is_file()}
+           "best_yaml": (folder / "best.yaml").is_file(), "installed": study.installed().is_file()}
     if not study.ready(runs):
         row["waiting_for"] = study.backbone
     db, rec = folder / "study.db", study.record_file(records)

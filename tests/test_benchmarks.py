@@ -94,7 +94,8 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     fresh = [*cmd[:4], "--runs", str(tmp_path / "fresh"), "--records", str(tmp_path / "records"),
              "--configs", str(tmp_path / "configs")]
     status = json.loads(subprocess.run([*fresh, "--status"], capture_output=True, text=True, check=True).stdout)
-    assert [{**r, "best_yaml": True} for r in status["studies"]] == first["studies"]
+    assert [{**r, "best_yaml": True, "installed": False} for r in status["studies"]] == first["studies"]
+    assert all(r["installed"] for r in status["studies"]) and not any(r["installed"] for r in first["studies"])
     installed.unlink()
     out = subprocess.run(fresh, capture_output=True, text=True, check=True, cwd=tmp_path)
     assert all(f"synthetic/{n}: " in out.stderr for n in ("ddrm", "ease", "mostpop", "mf-small")), out.stderr
@@ -125,7 +126,7 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
                          text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0 and "synthetic/ddrm: skipped, its backbone synthetic/mf-small" in out.stderr
     assert json.loads(out.stdout)["studies"] == [{"study": "synthetic/ddrm", "finished": 0, "running": 0,
-                                                  "best_valid": None, "best_yaml": False,
+                                                  "best_valid": None, "best_yaml": False, "installed": False,
                                                   "waiting_for": "synthetic/mf-small"}]
 
 
