@@ -117,24 +117,38 @@ def _sqlite(db: Path):
 
 
 def restore(study: Study, runs: Path, records: Path | None) -> int:
-    """A study folder without study.db (a fresh clone or machine) gets the study's trials from its records file.
-    Returns the number of trials loaded."""
+    """A study folder without study.db (a fresh clone or machine) gets the study's trials from its records file,
+    loaded into a temporary file renamed to study.db when whole. Returns the number of trials loaded."""
     rec, db = study.record_file(records), study.folder(runs) / "study.db"
     if rec is None or not rec.is_file() or db.exists():
         return 0
+    from ddrm.io import atomic_path
     from ddrm.tuning.records import import_studies
 
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return sum(import_studies(rec, _sqlite(db)).values())
+    with atomic_path(db) as tmp:
+        storage = _sqlite(tmp)
+        n = sum(import_studies(rec, storage).values())
+        storage.engine.dispose()
+    return n
 
 
 def save(study: Study, runs: Path, records: Path | None) -> None:
-    """Write the study's finished trials to its records file (atomically), where it has a study.db."""
+    """Write the study's finished trials to its records file (atomically), where it has a study.db, unless the
+    file holds more trials than the study.db (a folder older than the records, e.g. an old copy unpacked here):
+    then the file is kept and that is said on stderr."""
     rec, db = study.record_file(records), study.folder(runs) / "study.db"
-    if rec is not None and db.is_file():
-        from ddrm.tuning.records import export_studies
+    if rec is None or not db.is_file():
+        return
+    from ddrm.tuning.records import export_studies, finished_trials, read_records
 
-        export_studies(_sqlite(db), rec)
+    storage = _sqlite(db)
+    if rec.is_file():
+        kept, have = sum(len(r["trials"]) for r in read_records(rec).values()), finished_trials(storage)
+        if have < kept:
+            print(f"{study.dataset}/{study.name}: {rec} keeps {kept} trials, {db} has {have}; not overwritten",
+                  file=sys.stderr)
+            return
+    export_studies(storage, rec)
 
 
 def progress(study: Study, runs: Path, records: Path | None = None) -> dict:

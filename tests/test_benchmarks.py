@@ -106,6 +106,18 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     assert refit["backend"] == mf["backend"] and refit["pretrain"] == mf["train"]
     result = json.loads((tmp_path / "fresh" / "synthetic" / "ddrm" / "result.json").read_text())
     assert result["refit_valid"] == pytest.approx(rows["synthetic/ddrm"]["best_valid"], rel=1e-4)
+    # a study folder with fewer trials than its records (an old copy) does not overwrite them
+    import shutil
+
+    record = tmp_path / "records" / "synthetic" / "ease.jsonl"
+    kept = record.read_text()
+    shutil.rmtree(tmp_path / "fresh" / "synthetic" / "ease")
+    subprocess.run([*fresh, "--only", "synthetic/ease", "--records", "none"], check=True, capture_output=True,
+                   cwd=tmp_path)  # a new study there, outside the records: 3 new trials
+    lines = kept.splitlines()
+    record.write_text("\n".join(lines + [lines[-1]] * 5) + "\n")  # the records now hold 3 + 5 trials
+    out = subprocess.run([*fresh, "--only", "synthetic/ease"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "keeps 8 trials" in out.stderr and "has 3; not overwritten" in out.stderr, out.stderr
     for name, row in rows.items():
         assert row["finished"] >= (1 if "mostpop" in name else 3) and row["running"] == 0 and row["best_yaml"], row
         result = json.loads((tmp_path / "runs" / name / "result.json").read_text())

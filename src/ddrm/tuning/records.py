@@ -47,6 +47,18 @@ def trial_record(trial) -> dict[str, Any]:
             "datetime_start": _time(trial.datetime_start), "datetime_complete": _time(trial.datetime_complete)}
 
 
+def _finished(study) -> list:
+    return [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED]
+
+
+def finished_trials(storage) -> int:
+    """The number of finished (complete, pruned, failed) trials over every study of ``storage``: what
+    :func:`export_studies` would write."""
+    optuna = _optuna()
+    return sum(len(_finished(optuna.load_study(study_name=s.study_name, storage=storage)))
+               for s in optuna.get_all_study_summaries(storage))
+
+
 def export_studies(storage, path: str | Path) -> int:
     """Write every study of ``storage`` (an Optuna storage object or URL) with its finished trials to ``path``,
     atomically. Returns the number of trials written."""
@@ -56,10 +68,9 @@ def export_studies(storage, path: str | Path) -> int:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         lines.append(json.dumps({"kind": "study", "study": summary.study_name, "direction": study.direction.name,
                                  "user_attrs": study.user_attrs}, sort_keys=True))
-        for t in study.get_trials(deepcopy=False):
-            if t.state.name in FINISHED:
-                lines.append(json.dumps(trial_record(t), sort_keys=True))
-                n += 1
+        for t in _finished(study):
+            lines.append(json.dumps(trial_record(t), sort_keys=True))
+            n += 1
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as fh:
