@@ -20,7 +20,8 @@ study's finished trials are written to ``--records`` (``benchmarks/studies/<data
 lines, see ddrm.tuning.records), which is committed. On a fresh clone, a study folder without study.db is loaded
 from its records first, so the grid goes on where any machine left it; only the trials running when a machine went
 away are lost. A DDRM study whose backbone study has no best.yaml here trains the backbone's installed tuned config
-(``configs/<dataset>/tuned/<name>.yaml``), and a full study with an installed config is not refitted again.
+(``configs/<dataset>/tuned/<name>.yaml``), a full study with an installed config is not refitted again, and a study
+with an installed config but neither study.db nor records here (tuned before the records existed) is skipped.
 
 Made for a lent GPU session (one short, prepared run whose study folders come back) and for the 2-core machine
 (two workers of one thread each: about 25 % more throughput than one process of two threads, measured on
@@ -298,6 +299,11 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
         cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common, *extra]
         running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
 
+    done_elsewhere = [s for s in studies if s.installed().is_file() and not (s.folder(runs) / "study.db").is_file()]
+    for s in done_elsewhere:  # tuned on a machine that is gone, before the records: its result is the config
+        print(f"{s.dataset}/{s.name}: skipped, its tuned config {s.installed()} is installed and its trials are "
+              f"not here", file=sys.stderr)
+    studies = [s for s in studies if s not in done_elsewhere]
     todo = [(s, w) for s in studies if not full(s) for w in range(args.workers)]
     finals = [s for s in studies if any(t is s for t, _ in todo) or not (s.folder(runs) / "best.yaml").is_file()
               and not s.installed().is_file()]  # a full study installed from another clone is not refitted again

@@ -50,7 +50,7 @@ def test_bench_tune_times_each_trial(tmp_path):
     assert again["results"] == []
 
 
-def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
+def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path, capsys, monkeypatch):
     """Two studies, two workers each: both budgets filled, one final refit each; a rerun adds nothing."""
     import pytest
 
@@ -97,9 +97,12 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     assert [{**r, "best_yaml": True, "installed": False} for r in status["studies"]] == first["studies"]
     assert all(r["installed"] for r in status["studies"]) and not any(r["installed"] for r in first["studies"])
     installed.unlink()
+    (tmp_path / "records" / "synthetic" / "mostpop.jsonl").unlink()  # tuned before the records: only its config
     out = subprocess.run(fresh, capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert all(f"synthetic/{n}: " in out.stderr for n in ("ddrm", "ease", "mostpop", "mf-small")), out.stderr
-    assert out.stderr.count(" trials loaded from ") == 4
+    assert all(f"synthetic/{n}: " in out.stderr for n in ("ddrm", "ease", "mf-small")), out.stderr
+    assert out.stderr.count(" trials loaded from ") == 3
+    assert "synthetic/mostpop: skipped, its tuned config" in out.stderr
+    assert not (tmp_path / "fresh" / "synthetic" / "mostpop").exists()  # not tuned again
     assert sorted(p.name for p in (tmp_path / "fresh" / "synthetic" / "ddrm").glob("*.log")) == ["final.log"]
     assert not (tmp_path / "fresh" / "synthetic" / "ease" / "best.yaml").exists()  # installed: not refitted
     refit = yaml.safe_load((tmp_path / "fresh" / "synthetic" / "ddrm" / "best.yaml").read_text())
@@ -107,17 +110,26 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path):
     result = json.loads((tmp_path / "fresh" / "synthetic" / "ddrm" / "result.json").read_text())
     assert result["refit_valid"] == pytest.approx(rows["synthetic/ddrm"]["best_valid"], rel=1e-4)
     # a study folder with fewer trials than its records (an old copy) does not overwrite them
-    import shutil
+    import importlib.util
 
+    from ddrm.tuning.records import import_studies
+
+    spec = importlib.util.spec_from_file_location("tune_grid", BENCH / "tune_grid.py")
+    grid_mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "tune_grid", grid_mod)  # dataclasses look their module up there
+    spec.loader.exec_module(grid_mod)
     record = tmp_path / "records" / "synthetic" / "ease.jsonl"
     kept = record.read_text()
-    shutil.rmtree(tmp_path / "fresh" / "synthetic" / "ease")
-    subprocess.run([*fresh, "--only", "synthetic/ease", "--records", "none"], check=True, capture_output=True,
-                   cwd=tmp_path)  # a new study there, outside the records: 3 new trials
-    lines = kept.splitlines()
-    record.write_text("\n".join(lines + [lines[-1]] * 5) + "\n")  # the records now hold 3 + 5 trials
-    out = subprocess.run([*fresh, "--only", "synthetic/ease"], capture_output=True, text=True, check=True, cwd=tmp_path)
-    assert "keeps 8 trials" in out.stderr and "has 3; not overwritten" in out.stderr, out.stderr
+    short = tmp_path / "short.jsonl"
+    short.write_text("\n".join(kept.splitlines()[:3]) + "\n")  # the format and study lines, one trial
+    (tmp_path / "old" / "synthetic" / "ease").mkdir(parents=True)
+    import_studies(short, f"sqlite:///{tmp_path / 'old' / 'synthetic' / 'ease' / 'study.db'}")
+    capsys.readouterr()
+    grid_mod.save(grid_mod.Study("synthetic", "ease", "ease"), tmp_path / "old", tmp_path / "records")
+    assert record.read_text() == kept
+    n = kept.count('"kind": "trial"')
+    assert f"keeps {n} trials, {tmp_path / 'old' / 'synthetic' / 'ease' / 'study.db'} has 1; not overwritten" in (
+        capsys.readouterr().err)
     for name, row in rows.items():
         assert row["finished"] >= (1 if "mostpop" in name else 3) and row["running"] == 0 and row["best_yaml"], row
         result = json.loads((tmp_path / "runs" / name / "result.json").read_text())
