@@ -198,8 +198,8 @@ def main() -> None:
     p.add_argument("--install", default=None, metavar="CONFIGS",
                    help="copy each finished study's best.yaml to CONFIGS/<dataset>/tuned/<name>.yaml, run nothing")
     p.add_argument("--configs", default=str(REPO / "configs"),
-                   help="installed tuned configs: a backbone study without best.yaml here uses its "
-                        "CONFIGS/<dataset>/tuned/<name>.yaml")
+                   help="the installed tuned configs (CONFIGS/<dataset>/tuned/<name>.yaml): a DDRM study's backbone "
+                        "where its study has no best.yaml here; a study installed and without trials here is skipped")
     p.add_argument("--records", default=str(REPO / "benchmarks" / "studies"),
                    help="folder of the studies' trial records (<dataset>/<name>.jsonl), loaded into a study folder "
                         "without study.db and rewritten as trials finish; 'none' for neither")
@@ -267,10 +267,10 @@ def install(study: Study, runs: Path, configs: Path) -> Path | None:
     except DDRMError as exc:
         print(f"{study.dataset}/{study.name}: not copied, {src} does not load here ({exc})", file=sys.stderr)
         return None
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(dest)
+    from ddrm.io import atomic_open
+
+    with atomic_open(dest) as fh:
+        fh.write(text)
     return dest
 
 
