@@ -167,7 +167,8 @@ def test_tune_grid_stops_its_workers_at_the_deadline(tmp_path):
         "train.patience=1000"]}]}))
     t0 = time.monotonic()
     out = subprocess.run([sys.executable, str(BENCH / "tune_grid.py"), "--grid", str(grid), "--runs",
-                          str(tmp_path / "runs"), "--workers", "2", "--minutes", "0.1", "--grace", "0.05"],
+                          str(tmp_path / "runs"), "--workers", "2", "--minutes", "0.1", "--grace", "0.05",
+                          "--records", str(tmp_path / "records")],
                          capture_output=True, text=True, check=True, cwd=tmp_path, timeout=120)
     assert time.monotonic() - t0 < 60  # 6 s + 3 s grace + start-up, not 50 long trials
     row = json.loads(out.stdout)["studies"][0]
