@@ -46,6 +46,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+def tuned_path(configs: Path | None, study: str) -> Path:
+    """The installed tuned config of a grid study ``DATASET/NAME``: CONFIGS/<dataset>/tuned/<name>.yaml (CONFIGS
+    defaults to the repository's configs/)."""
+    dataset, name = study.split("/", 1)
+    return (configs or REPO / "configs") / dataset / "tuned" / f"{name}.yaml"
+
+
 @dataclass
 class Study:
     """One study of the grid: the ``ddrm tune`` arguments and where its folder lives."""
@@ -75,13 +82,12 @@ class Study:
         if self.backbone is None:
             return None
         best = runs / self.backbone / "best.yaml"
-        dataset, name = self.backbone.split("/", 1)
-        installed = Study(dataset, "", name, configs=self.configs).installed()
+        installed = tuned_path(self.configs, self.backbone)
         return installed if not best.is_file() and installed.is_file() else best
 
     def installed(self) -> Path:
         """Where ``--install`` puts this study's best.yaml: CONFIGS/<dataset>/tuned/<name>.yaml."""
-        return (self.configs or REPO / "configs") / self.dataset / "tuned" / f"{self.name}.yaml"
+        return tuned_path(self.configs, f"{self.dataset}/{self.name}")
 
     def record_file(self, records: Path | None) -> Path | None:
         """The study's trial records in the repository (ddrm.tuning.records), or None without --records."""
@@ -242,7 +248,7 @@ def install(study: Study, runs: Path, configs: Path) -> Path | None:
     version's schemas refuse (written by an older ddrm) is not copied; both are said on stderr. Returns the file
     written, or None."""
     src = study.folder(runs) / "best.yaml"
-    dest = configs / study.dataset / "tuned" / f"{study.name}.yaml"
+    dest = tuned_path(configs, f"{study.dataset}/{study.name}")
     if not src.is_file() or dest.exists():
         if src.is_file():
             print(f"{study.dataset}/{study.name}: kept the existing {dest}", file=sys.stderr)
