@@ -16,7 +16,7 @@ if [ -d .whl ]; then
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" DDRM_DATA="${DDRM_DATA:-$PWD/.data}" PYTHONUNBUFFERED=1
 [ -f .studies.tgz ] && tar xzf .studies.tgz
-ONLY="${ONLY:-ml-1m_noisy/lightgcn ml-1m_noisy/sgl ml-1m_noisy/ddrm}"
+ONLY="${ONLY:-ml-1m_noisy/lightgcn- ml-1m_noisy/sgl ml-1m_noisy/sgl- ml-1m_noisy/ddrm}"
 python3 -c "import torch; print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
 python3 benchmarks/tune_grid.py --grid "${GRID:-configs/grids/tuned.yaml}" --device "${DEVICE:-cuda}" \
   --workers "${WORKERS:-3}" --parallel "${PARALLEL:-12}" --minutes "${MINUTES:-7}" --grace "${GRACE:-0.5}" \

@@ -188,11 +188,26 @@ def progress(study: Study, runs: Path, records: Path | None = None) -> dict:
     return row
 
 
+def select(studies: list[Study], only: list[str]) -> list[Study]:
+    """The studies ``--only`` names: a token equal to a study's DATASET/NAME picks that study alone (so
+    ``ml-1m_noisy/sgl`` is not also ``ml-1m_noisy/sgl-tce``), any other token every study whose id contains it."""
+    ids = [f"{s.dataset}/{s.name}" for s in studies]
+    picked: set[str] = set()
+    for token in only:
+        match = [i for i in ids if i == token] or [i for i in ids if token in i]
+        if not match:
+            sys.exit(f"--only {token}: no study of the grid is named so or contains it.")
+        picked.update(match)
+    return [s for s, i in zip(studies, ids, strict=True) if i in picked]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--grid", default=str(REPO / "configs" / "grids" / "tuned.yaml"))
     p.add_argument("--runs", default=str(REPO / "runs" / "tune"), help="folder of the study folders")
-    p.add_argument("--only", nargs="+", default=None, help="studies whose dataset/name contains one of these")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="studies to run: a full DATASET/NAME selects that study alone, any other word every study "
+                        "whose DATASET/NAME contains it (lightgcn: lightgcn, its T-CE/R-CE and DDRM studies)")
     p.add_argument("--device", default=None, help="passed to every trained model's trials (cpu, cuda)")
     p.add_argument("--workers", type=int, default=1, help="processes per study")
     p.add_argument("--parallel", type=int, default=2, help="processes at once")
@@ -214,7 +229,7 @@ def main() -> None:
         sys.exit("--workers and --parallel must be >= 1.")
     trials, studies = load_grid(Path(args.grid))
     if args.only:
-        studies = [s for s in studies if any(o in f"{s.dataset}/{s.name}" for o in args.only)]
+        studies = select(studies, args.only)
     runs = Path(args.runs).resolve()  # the workers run in the repository
     records = None if args.records == "none" else Path(args.records).resolve()
     for s in studies:

@@ -10,6 +10,17 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def _grid_module(monkeypatch):
+    """benchmarks/tune_grid.py imported as a module (it is a script, not part of the package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tune_grid", BENCH / "tune_grid.py")
+    grid_mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "tune_grid", grid_mod)  # dataclasses look their module up there
+    spec.loader.exec_module(grid_mod)
+    return grid_mod
+
+
 def test_bench_floor_counts_the_denoiser_matmuls():
     out = subprocess.run([sys.executable, str(BENCH / "bench_floor.py"), "--dims", "4", "8", "--dim", "3",
                           "--batch", "16", "--triples", "40", "--reps", "1", "--rounds", "2"],
@@ -110,14 +121,9 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path, c
     result = json.loads((tmp_path / "fresh" / "synthetic" / "ddrm" / "result.json").read_text())
     assert result["refit_valid"] == pytest.approx(rows["synthetic/ddrm"]["best_valid"], rel=1e-4)
     # a study folder with fewer trials than its records (an old copy) does not overwrite them
-    import importlib.util
-
     from ddrm.tuning.records import import_studies
 
-    spec = importlib.util.spec_from_file_location("tune_grid", BENCH / "tune_grid.py")
-    grid_mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "tune_grid", grid_mod)  # dataclasses look their module up there
-    spec.loader.exec_module(grid_mod)
+    grid_mod = _grid_module(monkeypatch)
     record = tmp_path / "records" / "synthetic" / "ease.jsonl"
     kept = record.read_text()
     short = tmp_path / "short.jsonl"
@@ -173,3 +179,23 @@ def test_tune_grid_stops_its_workers_at_the_deadline(tmp_path):
     assert time.monotonic() - t0 < 60  # 6 s + 3 s grace + start-up, not 50 long trials
     row = json.loads(out.stdout)["studies"][0]
     assert row["finished"] < 50 and not row["best_yaml"]
+
+
+def test_tune_grid_only_picks_a_named_study_alone_and_others_by_substring(monkeypatch):
+    """--only: a full DATASET/NAME is that study alone; a word every study containing it; a miss one sentence."""
+    import pytest
+
+    grid_mod = _grid_module(monkeypatch)
+    names = ["sgl", "sgl-tce", "sgl-rce", "lightgcn", "lightgcn-tce", "ddrm-sgl"]
+    studies = [grid_mod.Study(dataset=d, model=n.split("-")[0], name=n) for d in ("a", "b") for n in names]
+
+    def ids(only):
+        return [f"{s.dataset}/{s.name}" for s in grid_mod.select(studies, only)]
+
+    assert ids(["a/sgl"]) == ["a/sgl"]
+    assert ids(["a/sgl", "b/lightgcn-"]) == ["a/sgl", "b/lightgcn-tce"]
+    assert ids(["a/sgl-"]) == ["a/sgl-tce", "a/sgl-rce"]
+    assert ids(["lightgcn"]) == ["a/lightgcn", "a/lightgcn-tce", "b/lightgcn", "b/lightgcn-tce"]
+    assert ids(["b/"]) == [f"b/{n}" for n in names]  # a dataset's studies
+    with pytest.raises(SystemExit, match="--only c/sgl: no study"):
+        grid_mod.select(studies, ["c/sgl"])
