@@ -6,9 +6,9 @@
 Each study of the grid is ``ddrm tune --model M [--config C] [--data D] [--set K=V ...] --trials N
 --output RUNS/<dataset>/<name>``: the same command a user types, so its SQLite study resumes across runs, machines
 and sessions. ``--workers`` processes share each study (``--worker K --no-final``); up to ``--parallel`` processes
-run at once, each with ``cores / parallel`` torch threads. When a study's workers have stopped and its budget is
-full, one more ``ddrm tune`` (no trial left to run) refits the best trial, evaluates it on test once and writes
-``best.yaml``. At ``--minutes`` every worker is sent SIGTERM (it finishes its running trial) and, ``--grace``
+run at once, each with ``cores / parallel`` torch threads, the studies with the fewest trials left first. When a
+study's workers have stopped and its budget is full, one more ``ddrm tune`` (no trial left to run) refits the best
+trial, evaluates it on test once and writes ``best.yaml``. At ``--minutes`` every worker is sent SIGTERM (it finishes its running trial) and, ``--grace``
 minutes later, SIGKILL: a killed trial is failed by the next run's heartbeat check (``--stale-after``) and its
 parameters run again. ``--status`` only reports; ``--install configs`` copies each finished study's best.yaml
 to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON object: per
@@ -295,11 +295,19 @@ def install(study: Study, runs: Path, configs: Path) -> Path | None:
     return dest
 
 
+def work_queue(studies: list[Study], left: list[int], workers: int) -> list[tuple[Study, int]]:
+    """The (study, worker number) processes to start, in order: studies with trials left (``left[k]`` for
+    ``studies[k]``), the fewest left first and grid order among equals, so started studies finish, and unblock the
+    DDRM studies waiting on them, before new ones take the processes."""
+    order = sorted((n, k) for k, n in enumerate(left) if n > 0)
+    return [(studies[k], w) for _, k in order for w in range(workers)]
+
+
 def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Namespace, t0: float,
              checkpoint=lambda: None) -> None:
-    """Workers for every study short of its budget, then one final ``ddrm tune`` for each study that got new trials
-    or has no best.yaml yet, once its budget is full and none of its workers is left. ``checkpoint()`` is called
-    every minute (it writes the trial records)."""
+    """Workers for every study short of its budget (those with the fewest trials left first), then one final
+    ``ddrm tune`` for each study that got new trials or has no best.yaml yet, once its budget is full and none of
+    its workers is left. ``checkpoint()`` is called every minute (it writes the trial records)."""
     from ddrm.tuning.objective import resolve_model
     from ddrm.tuning.study import resolve_space, study_budget
 
@@ -325,7 +333,8 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
         print(f"{s.dataset}/{s.name}: skipped, its tuned config {s.installed()} is installed and its trials are "
               f"not here", file=sys.stderr)
     studies = [s for s in studies if s not in done_elsewhere]
-    todo = [(s, w) for s in studies if not full(s) for w in range(args.workers)]
+    todo = work_queue(studies, [budget[s.folder(runs)] - progress(s, runs)["finished"] for s in studies],
+                      args.workers)
     finals = [s for s in studies if any(t is s for t, _ in todo) or not (s.folder(runs) / "best.yaml").is_file()
               and not s.installed().is_file()]  # a full study installed from another clone is not refitted again
     deadline = t0 + 60 * args.minutes if args.minutes is not None else None

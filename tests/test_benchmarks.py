@@ -199,3 +199,10 @@ def test_tune_grid_only_picks_a_named_study_alone_and_others_by_substring(monkey
     assert ids(["b/"]) == [f"b/{n}" for n in names]  # a dataset's studies
     with pytest.raises(SystemExit, match="--only c/sgl: no study"):
         grid_mod.select(studies, ["c/sgl"])
+
+
+def test_tune_grid_starts_the_studies_closest_to_their_budget_first(monkeypatch):
+    grid_mod = _grid_module(monkeypatch)
+    studies = [grid_mod.Study(dataset="a", model="mf", name=n) for n in "wxyz"]
+    queue = grid_mod.work_queue(studies, [5, 0, 2, 5], workers=2)
+    assert [(s.name, w) for s, w in queue] == [("y", 0), ("y", 1), ("w", 0), ("w", 1), ("z", 0), ("z", 1)]
