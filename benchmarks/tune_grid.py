@@ -359,12 +359,7 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
                   f"it", file=sys.stderr)
             todo = [(t, w) for t, w in todo if t is not s]
             finals = [t for t in finals if t is not s]
-        while len(running) < args.parallel:
-            k = next((k for k, (s, _) in enumerate(todo) if s.ready(runs)), None)
-            if k is None:  # nothing to start, or only studies that wait for their backbone's best.yaml
-                break
-            s, w = todo.pop(k)
-            launch(s, f"worker{w}.log", ["--worker", str(w), "--no-final"])
+        # refits first: a finished study's best.yaml may be the backbone another study waits for
         busy = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo}
         for s in [s for s in finals if s.folder(runs) not in busy]:
             if len(running) >= args.parallel:
@@ -372,6 +367,12 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
             finals.remove(s)
             if full(s):  # a study whose workers stopped short (an error) keeps its trials and gets no refit
                 launch(s, "final.log", [])
+        while len(running) < args.parallel:
+            k = next((k for k, (s, _) in enumerate(todo) if s.ready(runs)), None)
+            if k is None:  # nothing to start, or only studies that wait for their backbone's best.yaml
+                break
+            s, w = todo.pop(k)
+            launch(s, f"worker{w}.log", ["--worker", str(w), "--no-final"])
         time.sleep(1.0)
 
 
