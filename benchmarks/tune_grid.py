@@ -327,6 +327,8 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
         log = open(s.folder(runs) / log_name, "a")
         cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common, *extra]
         running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
+        print(f"{time.strftime('%H:%M:%S')} {s.dataset}/{s.name}: started {log_name.removesuffix('.log')} "
+              f"(log {s.folder(runs) / log_name})", file=sys.stderr, flush=True)
 
     done_elsewhere = [s for s in studies if s.installed().is_file() and not (s.folder(runs) / "study.db").is_file()]
     for s in done_elsewhere:  # tuned on a machine that is gone, before the records: its result is the config

@@ -206,3 +206,23 @@ def test_tune_grid_starts_the_studies_closest_to_their_budget_first(monkeypatch)
     studies = [grid_mod.Study(dataset="a", model="mf", name=n) for n in "wxyz"]
     queue = grid_mod.work_queue(studies, [5, 0, 2, 5], workers=2)
     assert [(s.name, w) for s, w in queue] == [("y", 0), ("y", 1), ("w", 0), ("w", 1), ("z", 0), ("z", 1)]
+
+
+def test_tune_grid_refits_a_full_study_before_starting_the_next(tmp_path):
+    """One process at a time: MF's refit (its best.yaml is what a DDRM study would wait for) comes before EASE's
+    workers, not after every study's workers."""
+    import pytest
+
+    pytest.importorskip("optuna")
+    tiny = ["data.synthetic.n_users=80", "data.synthetic.n_items=40", "data.synthetic.mean_items=8"]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps({"trials": 2, "studies": [
+        {"dataset": "synthetic", "model": "mf", "set": [*tiny, "train.epochs=2", "train.eval_every=1",
+                                                        "backend.dim=4"]},
+        {"dataset": "synthetic", "model": "ease", "set": tiny}]}))
+    out = subprocess.run([sys.executable, str(BENCH / "tune_grid.py"), "--grid", str(grid), "--runs",
+                          str(tmp_path / "runs"), "--parallel", "1", "--records", "none"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path)
+    started = [line.split()[1] + " " + line.split()[3] for line in out.stderr.splitlines() if ": started " in line]
+    assert started == ["synthetic/mf: worker0", "synthetic/mf: final", "synthetic/ease: worker0",
+                       "synthetic/ease: final"]
