@@ -56,6 +56,15 @@ def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_
     assert again["metrics"]["test"]["recall@20"] == pytest.approx(p["metrics"]["test"]["recall@20"], rel=1e-6)
 
 
+def test_prune_after_spares_every_trial_until_that_epoch(tmp_path, capsys):
+    out = tmp_path / "mf"
+    p = _tune(["--model", "mf", *MF, "--trials", "8", "--prune-after", "6", "--output", str(out)], capsys)
+    rows = _rows(out / "trials.csv")
+    assert p["prune_after"] == 6 and len(rows) == 8
+    assert all(int(r["pruned_at_epoch"]) >= 6 for r in rows if r["state"] == "pruned")
+    assert "pruner median from epoch 6," in (out / "best.yaml").read_text()
+
+
 def test_resume_continues_the_same_study_without_replaying_trials(tmp_path, capsys):
     out = tmp_path / "ease"
     first = _tune(["--model", "ease", *TINY, "--trials", "3", "--output", str(out)], capsys)
@@ -130,6 +139,7 @@ def test_two_workers_fill_one_sqlite_study(tmp_path):
     (["--model", "ease", "--storage", "postgresql://ddrm:secret@127.0.0.1:1/none"], "cannot open the study storage"),
     (["--model", "ease", "--trials", "0"], "--trials must be >= 1"),
     (["--model", "ease", "--stale-after", "1"], "--stale-after must be >= 2"),
+    (["--model", "mf", "--prune-after", "-1"], "--prune-after must be >= 0 epochs"),
 ])
 def test_bad_inputs_are_one_sentence_and_exit_2(tmp_path, capsys, args, message):
     args = list(args)

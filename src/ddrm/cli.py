@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune.add_argument("--output", default=None, help="output folder (default runs/tune/STUDY)")
     p_tune.add_argument("--pruner", default="median", choices=["median", "halving", "none"],
                         help="stop unpromising trained trials early (default median)")
+    p_tune.add_argument("--prune-after", type=int, default=0, metavar="EPOCHS",
+                        help="prune no trial at an epoch below EPOCHS (default 0: from its first validation; "
+                             "higher spares slow starters such as low learning rates)")
     p_tune.add_argument("--worker", type=int, default=0, help="this worker's index when several share a study")
     p_tune.add_argument("--no-final", dest="final", action="store_false",
                         help="skip refitting the best trial and its single test evaluation (extra workers)")
@@ -545,8 +548,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     opts = TuneOptions(model=args.model, trials=args.trials, timeout=args.timeout, storage=args.storage,
                        study=args.study, space=args.space, output=args.output, pruner=args.pruner,
-                       seed=args.seed if args.seed is not None else 0, worker=args.worker, final=args.final,
-                       stale_after=args.stale_after, quiet=args.quiet)
+                       prune_after=args.prune_after, seed=args.seed if args.seed is not None else 0,
+                       worker=args.worker, final=args.final, stale_after=args.stale_after, quiet=args.quiet)
     from .baselines import parameters
     from .tuning import resolve_model
 

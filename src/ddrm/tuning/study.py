@@ -152,12 +152,13 @@ def fail_orphans(study, storage, stale_after: float) -> list[int]:
     return failed
 
 
-def _pruner(name: str):
+def _pruner(name: str, prune_after: int = 0):
+    """The Optuna pruner; its steps are epochs, and none before ``prune_after`` prunes."""
     optuna = _optuna()
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=prune_after)
     if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=prune_after or "auto")
     return optuna.pruners.NopPruner()
 
 
@@ -205,7 +206,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     storage = open_storage(opts.storage, output, opts.stale_after)
     storage_shown = _hide_password(opts.storage or str(output / "study.db"))
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
-                                pruner=_pruner(opts.pruner), load_if_exists=True)
+                                pruner=_pruner(opts.pruner, opts.prune_after), load_if_exists=True)
     identity = {"model": spec.name, "metric": metric, "data": data.fingerprint()}
     for key, value in identity.items():
         seen = study.user_attrs.get(key)
@@ -274,7 +275,8 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
     payload: dict[str, Any] = {
         "command": "tune", "model": spec.name, "study": study_name, "storage": storage_shown, "metric": metric, "space": space.describe(), "space_file": space.source,
-        "trials": counts, "budget": budget, "pruner": opts.pruner, "seed": opts.seed,
+        "trials": counts, "budget": budget, "pruner": opts.pruner,
+        "prune_after": opts.prune_after, "seed": opts.seed,
         "data": {"name": data.name, "fingerprint": data.fingerprint()}, "output": str(output),
         "trials_csv": str(output / "trials.csv"), "seconds": time.perf_counter() - t0,
     }
@@ -321,7 +323,9 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
               f"# {spec.name} on {fitter.data.name}, tuned with ddrm tune",
               f"# budget: {payload['budget']} trials ({payload['trials'].get('complete', 0)} complete, "
               f"{payload['trials'].get('pruned', 0)} pruned, {payload['trials'].get('fail', 0)} failed), "
-              f"TPE seed {payload['seed']}, pruner {payload['pruner']}, space {payload['space_file']}",
+              f"TPE seed {payload['seed']}, pruner {payload['pruner']}"
+              + (f" from epoch {payload['prune_after']}" if payload.get("prune_after") else "")
+              + f", space {payload['space_file']}",
               f"# best trial {payload['best']['number']}: valid {ev.metric} {best_valid:.4f}; this config refitted: "
               f"valid {valid:.4f}, test {ev.metric} {metrics['test'][ev.metric]:.4f} (test evaluated once, here)",
               f"# run it with: {command_word[spec.kind]} --config best.yaml"]
