@@ -3,17 +3,18 @@
     python benchmarks/tune_grid.py [--grid configs/grids/tuned.yaml] [--runs runs/tune] [--only lightgcn]
         [--device cuda] [--workers 4] [--parallel 8] [--minutes 8] [--status | --install configs]
 
-Each study of the grid is ``ddrm tune --model M [--config C] [--data D] [--set K=V ...] --trials N
---output RUNS/<dataset>/<name>``: the same command a user types, so its SQLite study resumes across runs, machines
-and sessions. ``--workers`` processes share each study (``--worker K --no-final``); up to ``--parallel`` processes
-run at once, each with ``cores / parallel`` torch threads, the studies with the fewest trials left first. When a
-study's workers have stopped and its budget is full, one more ``ddrm tune`` (no trial left to run) refits the best
-trial, evaluates it on test once and writes ``best.yaml``. At ``--minutes`` every worker is sent SIGTERM (it finishes its running trial) and, ``--grace``
-minutes later, SIGKILL: a killed trial is failed by the next run's heartbeat check (``--stale-after``) and its
-parameters run again. ``--status`` only reports; ``--install configs`` copies each finished study's best.yaml
-to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON object: per
-study its finished trials, best validation value, whether ``best.yaml`` is written and whether its tuned config is
-installed.
+Each study of the grid is ``ddrm tune --model M [--config C] [--data D] [--set K=V ...] --trials N --output
+RUNS/<dataset>/<name>``: the same command a user types, so its SQLite study resumes across runs, machines and
+sessions. ``--workers`` processes share each study (``--worker K --no-final``); up to ``--parallel`` processes run
+at once, each with ``cores / parallel`` torch threads, the studies with the fewest trials left first. When a study's
+workers have stopped and its budget is full, one more ``ddrm tune`` (no trial left to run) refits the best trial,
+evaluates it on test once and writes ``best.yaml``; a refit starts before new workers (its best.yaml may be the
+backbone a DDRM study waits for). At ``--minutes`` every worker is sent SIGTERM (it finishes its running trial) and,
+``--grace`` minutes later, SIGKILL: a killed trial is failed by the next run's heartbeat check (``--stale-after``)
+and its parameters run again. ``--status`` only reports; ``--install configs`` copies each finished study's
+best.yaml to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON
+object: per study its finished trials, best validation value, whether ``best.yaml`` is written and whether its tuned
+config is installed.
 
 The runs folder is not part of the repository, and a machine may not be kept: every minute (and at the end) each
 study's finished trials are written to ``--records`` (``benchmarks/studies/<dataset>/<name>.jsonl``, plain JSON
