@@ -351,8 +351,9 @@ def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
 
 
 def write_plot(study, path: Path) -> str | None:
-    """Parameter importances (fANOVA) as a PNG, or the optimisation history when there is too little to rank;
-    None without matplotlib or a complete trial."""
+    """Parameter importances (Optuna's default evaluator: PED-ANOVA in Optuna 5, fANOVA before) as a PNG, or the
+    optimisation history when there is too little to rank; None without matplotlib or a complete trial. The
+    evaluator's warnings about too few trials go to the log."""
     try:
         import matplotlib
 
@@ -367,8 +368,12 @@ def write_plot(study, path: Path) -> str | None:
         return None
     varied = {k for t in complete for k in t.params if len({str(u.params.get(k)) for u in complete}) > 1}
     try:
-        ax = ovm.plot_param_importances(study) if len(complete) >= 2 and varied else ovm.plot_optimization_history(
-            study)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            ranked = len(complete) >= 2 and varied
+            ax = ovm.plot_param_importances(study) if ranked else ovm.plot_optimization_history(study)
+        for w in caught:
+            logger.info("importance plot: %s", w.message)
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         logger.info("parameter importances unavailable (%s); plotting the optimisation history", exc)
         plt.close("all")
