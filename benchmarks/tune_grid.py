@@ -314,8 +314,11 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
 
     budget = {s.folder(runs): study_budget(resolve_space(resolve_model(s.model), None), trials) for s in studies}
 
+    def left(s: Study) -> int:
+        return budget[s.folder(runs)] - progress(s, runs)["finished"]
+
     def full(s: Study) -> bool:
-        return progress(s, runs)["finished"] >= budget[s.folder(runs)]
+        return left(s) <= 0
 
     threads = max(1, (os.cpu_count() or 1) // args.parallel)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
@@ -336,8 +339,7 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
         print(f"{s.dataset}/{s.name}: skipped, its tuned config {s.installed()} is installed and its trials are "
               f"not here", file=sys.stderr)
     studies = [s for s in studies if s not in done_elsewhere]
-    todo = work_queue(studies, [budget[s.folder(runs)] - progress(s, runs)["finished"] for s in studies],
-                      args.workers)
+    todo = work_queue(studies, [left(s) for s in studies], args.workers)
     finals = [s for s in studies if any(t is s for t, _ in todo) or not (s.folder(runs) / "best.yaml").is_file()
               and not s.installed().is_file()]  # a full study installed from another clone is not refitted again
     deadline = t0 + 60 * args.minutes if args.minutes is not None else None

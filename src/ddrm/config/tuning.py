@@ -18,8 +18,8 @@ class TuneOptions:
     study : study name (default ``<model>-<dataset>``); space : a space file (default: the shipped one)
     output : folder for study.db, trials.csv, best.yaml, the plot and result.json (default runs/tune/<study>)
     pruner : median, halving or none; prune_after : no trial is pruned at an epoch below this (0: from its first
-    validation; a higher value spares slow starters, e.g. a low learning rate); seed : the sampler's seed; worker : this process's index among workers
-    sharing a study (shifts the sampler's seed); final : refit the best trial and evaluate it on test
+    validation; a higher value spares slow starters, e.g. a low learning rate); seed : the sampler's seed
+    worker : this process's index among workers sharing a study (shifts the sampler's seed); final : refit the best trial and evaluate it on test
     stale_after : an RDB storage's trial whose worker sent no heartbeat for this many seconds (a killed process or
     machine) is marked failed and its parameters are tried once more
     """

@@ -324,7 +324,7 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
               f"# budget: {payload['budget']} trials ({payload['trials'].get('complete', 0)} complete, "
               f"{payload['trials'].get('pruned', 0)} pruned, {payload['trials'].get('fail', 0)} failed), "
               f"TPE seed {payload['seed']}, pruner {payload['pruner']}"
-              + (f" from epoch {payload['prune_after']}" if payload.get("prune_after") else "")
+              + (f" from epoch {payload['prune_after']}" if payload["prune_after"] else "")
               + f", space {payload['space_file']}",
               f"# best trial {payload['best']['number']}: valid {ev.metric} {best_valid:.4f}; this config refitted: "
               f"valid {valid:.4f}, test {ev.metric} {metrics['test'][ev.metric]:.4f} (test evaluated once, here)",
