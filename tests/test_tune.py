@@ -56,13 +56,25 @@ def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_
     assert again["metrics"]["test"]["recall@20"] == pytest.approx(p["metrics"]["test"]["recall@20"], rel=1e-6)
 
 
-def test_prune_after_spares_every_trial_until_that_epoch(tmp_path, capsys):
+@pytest.mark.parametrize("pruner", ["median", "halving"])
+def test_prune_after_spares_every_trial_until_that_epoch(tmp_path, capsys, pruner):
     out = tmp_path / "mf"
-    p = _tune(["--model", "mf", *MF, "--trials", "8", "--prune-after", "6", "--output", str(out)], capsys)
+    p = _tune(["--model", "mf", *MF, "--trials", "8", "--pruner", pruner, "--prune-after", "6", "--output", str(out)],
+              capsys)
     rows = _rows(out / "trials.csv")
     assert p["prune_after"] == 6 and len(rows) == 8
-    assert all(int(r["pruned_at_epoch"]) >= 6 for r in rows if r["state"] == "pruned")
-    assert "pruner median from epoch 6," in (out / "best.yaml").read_text()
+    pruned = [int(r["pruned_at_epoch"]) for r in rows if r["state"] == "pruned"]
+    assert pruned and min(pruned) >= 6, pruned
+    assert f"pruner {pruner} from epoch 6," in (out / "best.yaml").read_text()
+    # the study's trials ran under these settings: continuing it under others is refused, nothing run or written
+    before = (out / "trials.csv").read_bytes()
+    for flags, said in [(["--pruner", "none" if pruner == "median" else "median", "--prune-after", "6"],
+                         f"was run with --pruner {pruner}, not "),
+                        (["--pruner", pruner], "was run with --prune-after 6, not 0: pass --prune-after 6")]:
+        assert main(["tune", "--model", "mf", *MF, "--trials", "9", *flags, "--output", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
+    assert (out / "trials.csv").read_bytes() == before
 
 
 def test_resume_continues_the_same_study_without_replaying_trials(tmp_path, capsys):

@@ -207,14 +207,9 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     storage_shown = _hide_password(opts.storage or str(output / "study.db"))
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
                                 pruner=_pruner(opts.pruner, opts.prune_after), load_if_exists=True)
-    identity = {"model": spec.name, "metric": metric, "data": data.fingerprint()}
-    for key, value in identity.items():
-        seen = study.user_attrs.get(key)
-        if seen is None:
-            study.set_user_attr(key, value)
-        elif seen != value:
-            raise ConfigError(f"study {study_name!r} in {storage_shown} "
-                              f"was made with {key} {seen!r}, not {value!r}; choose another --study or --output.")
+    check_identity(study, study_name, storage_shown, {"model": spec.name, "metric": metric,
+                                                      "data": data.fingerprint()},
+                   {"pruner": opts.pruner, "prune_after": opts.prune_after})
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     before = len(study.get_trials(deepcopy=False))
     # a resumed or parallel process must not replay the same random start points: shift the seed by what is there
@@ -291,6 +286,24 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
         payload.update(finish(fitter, spec, base, space, best_params, best.value, output, payload, command))
     write_json(output / "result.json", payload)
     return payload
+
+
+def check_identity(study, name: str, shown: str, identity: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Record on a new study, and check on a resumed one, what its trials are comparable under: the model, the
+    metric and the data (``identity``: another value is another study), and the pruner settings (``settings``: a
+    budget stated as "N trials, pruner P from epoch E" only holds if every trial ran under them). A study made
+    before a key was recorded takes the current value. A mismatch is one sentence naming the flag to pass."""
+    flags = {"pruner": "--pruner", "prune_after": "--prune-after"}
+    for key, value in {**identity, **settings}.items():
+        seen = study.user_attrs.get(key)
+        if seen is None:
+            study.set_user_attr(key, value)
+        elif seen != value and key in settings:
+            raise ConfigError(f"study {name!r} in {shown} was run with {flags[key]} {seen}, not {value}: pass "
+                              f"{flags[key]} {seen} to continue it, or choose another --study or --output.")
+        elif seen != value:
+            raise ConfigError(f"study {name!r} in {shown} "
+                              f"was made with {key} {seen!r}, not {value!r}; choose another --study or --output.")
 
 
 def _best_value(study) -> float | None:
