@@ -75,6 +75,11 @@ class Study:
             out += ["--set", s]
         return out
 
+    @property
+    def id(self) -> str:
+        """``DATASET/NAME``, how the grid, ``--only`` and a DDRM study's ``backbone`` name this study."""
+        return f"{self.dataset}/{self.name}"
+
     def folder(self, runs: Path) -> Path:
         return runs / self.dataset / self.name
 
@@ -88,7 +93,7 @@ class Study:
 
     def installed(self) -> Path:
         """Where ``--install`` puts this study's best.yaml: CONFIGS/<dataset>/tuned/<name>.yaml."""
-        return tuned_path(self.configs, f"{self.dataset}/{self.name}")
+        return tuned_path(self.configs, self.id)
 
     def record_file(self, records: Path | None) -> Path | None:
         """The study's trial records in the repository (ddrm.tuning.records), or None without --records."""
@@ -110,10 +115,10 @@ def load_grid(path: Path) -> tuple[int, list[Study]]:
             sys.exit(f"{path}: studies[{k}] must have dataset and model (and optionally name, config, set, backbone).")
         studies.append(Study(s["dataset"], s["model"], s.get("name", s["model"]), s.get("config"),
                              [str(x) for x in s.get("set") or []], s.get("backbone")))
-    names = {f"{s.dataset}/{s.name}" for s in studies}
+    names = {s.id for s in studies}
     for s in studies:
         if s.backbone is not None and s.backbone not in names:
-            sys.exit(f"{path}: study {s.dataset}/{s.name} has backbone {s.backbone!r}, which is not a study of the grid.")
+            sys.exit(f"{path}: study {s.id} has backbone {s.backbone!r}, which is not a study of the grid.")
     return int(raw.get("trials", 20)), studies
 
 
@@ -153,7 +158,7 @@ def save(study: Study, runs: Path, records: Path | None) -> None:
     if rec.is_file():
         kept, have = sum(len(r["trials"]) for r in read_records(rec).values()), finished_trials(storage)
         if have < kept:
-            print(f"{study.dataset}/{study.name}: {rec} keeps {kept} trials, {db} has {have}; not overwritten",
+            print(f"{study.id}: {rec} keeps {kept} trials, {db} has {have}; not overwritten",
                   file=sys.stderr)
             return
     export_studies(storage, rec)
@@ -163,7 +168,7 @@ def progress(study: Study, runs: Path, records: Path | None = None) -> dict:
     """Finished (complete + pruned) trials, the best validation value, whether best.yaml exists and whether the
     study's tuned config is installed; a study with no study.db here is read from its records file, if any."""
     folder = study.folder(runs)
-    row = {"study": f"{study.dataset}/{study.name}", "finished": 0, "running": 0, "best_valid": None,
+    row = {"study": study.id, "finished": 0, "running": 0, "best_valid": None,
            "best_yaml": (folder / "best.yaml").is_file(), "installed": study.installed().is_file()}
     if not study.ready(runs):
         row["waiting_for"] = study.backbone
@@ -192,7 +197,7 @@ def progress(study: Study, runs: Path, records: Path | None = None) -> dict:
 def select(studies: list[Study], only: list[str]) -> list[Study]:
     """The studies ``--only`` names: a token equal to a study's DATASET/NAME picks that study alone (so
     ``ml-1m_noisy/sgl`` is not also ``ml-1m_noisy/sgl-tce``), any other token every study whose id contains it."""
-    ids = [f"{s.dataset}/{s.name}" for s in studies]
+    ids = [s.id for s in studies]
     picked: set[str] = set()
     for token in only:
         match = [i for i in ids if i == token] or [i for i in ids if token in i]
@@ -240,12 +245,12 @@ def main() -> None:
         for s in studies:
             dest = install(s, runs, Path(args.install))
             if dest is not None:
-                print(f"{s.dataset}/{s.name}: wrote {dest}", file=sys.stderr)
+                print(f"{s.id}: wrote {dest}", file=sys.stderr)
     elif not args.status:
         for s in studies:
             n = restore(s, runs, records)
             if n:
-                print(f"{s.dataset}/{s.name}: {n} trials loaded from {s.record_file(records)}", file=sys.stderr)
+                print(f"{s.id}: {n} trials loaded from {s.record_file(records)}", file=sys.stderr)
         try:
             run_grid(studies, trials, runs, args, t0, lambda: [save(s, runs, records) for s in studies])
         finally:
@@ -264,10 +269,10 @@ def install(study: Study, runs: Path, configs: Path) -> Path | None:
     version's schemas refuse (written by an older ddrm) is not copied; both are said on stderr. Returns the file
     written, or None."""
     src = study.folder(runs) / "best.yaml"
-    dest = tuned_path(configs, f"{study.dataset}/{study.name}")
+    dest = tuned_path(configs, study.id)
     if not src.is_file() or dest.exists():
         if src.is_file():
-            print(f"{study.dataset}/{study.name}: kept the existing {dest}", file=sys.stderr)
+            print(f"{study.id}: kept the existing {dest}", file=sys.stderr)
         return None
     text = src.read_text().replace(f"{REPO}/", "")
     shown = dest.resolve().relative_to(REPO) if dest.resolve().is_relative_to(REPO) else dest
@@ -287,7 +292,7 @@ def install(study: Study, runs: Path, configs: Path) -> Path | None:
         if spec.kind != "baseline":
             from_dict(spec.config_class, yaml.safe_load(text))
     except DDRMError as exc:
-        print(f"{study.dataset}/{study.name}: not copied, {src} does not load here ({exc})", file=sys.stderr)
+        print(f"{study.id}: not copied, {src} does not load here ({exc})", file=sys.stderr)
         return None
     from ddrm.io import atomic_open
 
@@ -331,12 +336,12 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
         log = open(s.folder(runs) / log_name, "a")
         cmd = [sys.executable, "-m", "ddrm", "tune", *s.args(trials, runs), *common, *extra]
         running.append((subprocess.Popen(cmd, stdout=log, stderr=log, env=env, cwd=REPO), s))
-        print(f"{time.strftime('%H:%M:%S')} {s.dataset}/{s.name}: started {log_name.removesuffix('.log')} "
+        print(f"{time.strftime('%H:%M:%S')} {s.id}: started {log_name.removesuffix('.log')} "
               f"(log {s.folder(runs) / log_name})", file=sys.stderr, flush=True)
 
     done_elsewhere = [s for s in studies if s.installed().is_file() and not (s.folder(runs) / "study.db").is_file()]
     for s in done_elsewhere:  # tuned on a machine that is gone, before the records: its result is the config
-        print(f"{s.dataset}/{s.name}: skipped, its tuned config {s.installed()} is installed and its trials are "
+        print(f"{s.id}: skipped, its tuned config {s.installed()} is installed and its trials are "
               f"not here", file=sys.stderr)
     studies = [s for s in studies if s not in done_elsewhere]
     todo = work_queue(studies, [left(s) for s in studies], args.workers)
@@ -360,7 +365,7 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
         alive = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo} | {
             s.folder(runs) for s in finals}
         for s in {s.folder(runs): s for s, _ in todo if not s.ready(runs) and runs / s.backbone not in alive}.values():
-            print(f"{s.dataset}/{s.name}: skipped, its backbone {s.backbone} has no best.yaml and no run left to write "
+            print(f"{s.id}: skipped, its backbone {s.backbone} has no best.yaml and no run left to write "
                   f"it", file=sys.stderr)
             todo = [(t, w) for t, w in todo if t is not s]
             finals = [t for t in finals if t is not s]
