@@ -1,6 +1,8 @@
 """Atomic file writing: write to a temporary file in the same folder, fsync, then rename.
 
-A crash or a user error therefore never leaves a half-written file under the final name.
+A crash or a user error therefore never leaves a half-written file under the final name. The result has the
+permissions a plain ``open(path, "w")`` / ``mkdir`` would give it (the umask's for a new file or folder, the old
+file's when one is replaced), not the owner-only ones of the temporary file it was written as.
 """
 
 from __future__ import annotations
@@ -15,6 +17,30 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode(final: Path, directory: bool) -> int:
+    """The permission bits ``final`` gets: those of the file it replaces, else the default ones under the umask."""
+    try:
+        if not directory:
+            return os.stat(final).st_mode & 0o7777
+    except FileNotFoundError:
+        pass
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto ``path``.
@@ -24,6 +50,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.fchmod(fd, _mode(final, directory=False))  # mkstemp makes it owner-only
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -60,6 +87,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp.chmod(_mode(final, directory=True))  # mkdtemp makes it owner-only
     try:
         yield tmp
         if final.exists():

@@ -1,0 +1,62 @@
+"""Atomic writing (ddrm.io): nothing half-written, and the permissions a plain write would give."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ddrm.cli import main
+from ddrm.io import atomic_dir, atomic_open, atomic_path
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    yield
+    os.umask(old)
+
+
+def test_a_new_file_or_folder_gets_the_umask_permissions_not_owner_only(tmp_path, umask_027):
+    with atomic_open(tmp_path / "a.json", "w") as fh:
+        fh.write("{}")
+    with atomic_path(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"x")
+    with atomic_dir(tmp_path / "folder") as d:
+        (d / "train.csv").write_text("u,i\n")
+    assert _mode(tmp_path / "a.json") == 0o640 and _mode(tmp_path / "b.bin") == 0o640  # 0o666 & ~0o027
+    assert _mode(tmp_path / "folder") == 0o750
+    assert (tmp_path / "a.json").read_text() == "{}" and (tmp_path / "folder" / "train.csv").is_file()
+
+
+def test_a_replaced_file_keeps_its_permissions_and_a_failed_write_leaves_it_whole(tmp_path, umask_027):
+    path = tmp_path / "results.md"
+    path.write_text("old")
+    path.chmod(0o604)
+    with atomic_open(path, "w") as fh:
+        fh.write("new")
+    assert path.read_text() == "new" and _mode(path) == 0o604
+    with pytest.raises(RuntimeError), atomic_open(path, "w") as fh:
+        fh.write("half")
+        raise RuntimeError("interrupted")
+    assert path.read_text() == "new" and _mode(path) == 0o604
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.md"]  # no temporary file left
+
+
+def test_a_commands_outputs_are_readable_by_the_group_under_umask_022(tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        assert main(["pretrain", "--data", "synthetic", "--set", "backend.name=mf", "--set", "train.epochs=1",
+                     "--set", "data.synthetic.n_users=60", "--set", "data.synthetic.n_items=40", "--set", "data.synthetic.mean_items=8",
+                     "--output", str(tmp_path / "run"), "--quiet"]) == 0
+    finally:
+        os.umask(old)
+    capsys.readouterr()
+    written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert written and all(_mode(p) == 0o644 for p in written), {p.name: oct(_mode(p)) for p in written}
