@@ -266,3 +266,39 @@ def test_experiment_table_tuned_takes_the_tuned_configs(capsys, tmp_path):
     assert seeds == [0, 1]
     mf = json.loads((out / "cells" / "synthetic" / "mf" / "seed0" / "metrics.json").read_text())
     assert mf["epochs_run"] == 2
+
+
+def test_experiment_cells_outlive_their_machine_through_records(capsys, tmp_path):
+    """--records keeps each finished cell as one file; a fresh output folder takes the cells from there (nothing is
+    trained again), a new row runs alone, a changed config runs again (its DDRM cell retrains the backend whose
+    checkpoint the record lacks), and a damaged record is one sentence."""
+    records = tmp_path / "records"
+    base = ["experiment", "table", "--quick", "--backends", "mf", "--baselines", "ease", "--records", str(records),
+            "--json", "--quiet"]
+    assert main([*base, "--methods", "backend", "ddrm", "--output", str(tmp_path / "a")]) == 0
+    first = json.loads(capsys.readouterr().out)["rows"]
+    kept = sorted(str(p.relative_to(records)) for p in records.rglob("*.npz"))
+    assert [k.rsplit("-", 1)[0] for k in kept] == ["synthetic/ease/seed0", "synthetic/mf-ddrm/seed0",
+                                                   "synthetic/mf/seed0"]
+    fresh = tmp_path / "b"  # another machine: an empty output folder, the records only
+    assert main([*base, "--methods", "backend", "ddrm", "--output", str(fresh)]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == first
+    assert not list(fresh.rglob("*.pt"))  # nothing was trained
+    assert main([*base, "--methods", "backend", "tce", "ddrm", "--output", str(fresh)]) == 0
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    assert len(list(records.rglob("*.npz"))) == 4 and not (fresh / "cells/synthetic/mf/seed0/backend.pt").exists()
+    assert "vs_backend_recall@20" in rows["MF + T-CE"]
+    # DDRM's config changes: its cell runs again, on a backend trained again (logged: no --quiet)
+    assert main([*base[:-1], "--methods", "backend", "ddrm", "--ddrm-epochs", "1", "--output", str(fresh)]) == 0
+    out, log = capsys.readouterr()
+    again = {r["model"]: r for r in json.loads(out)["rows"]}
+    assert "synthetic/mf-ddrm/seed0 was run with another config: running it again" in log
+    assert "cell synthetic/mf/seed0: training it again for its checkpoint" in log
+    assert "its record said" not in log  # retrained, the backend gives its recorded numbers (same CPU)
+    assert again["MF"] == rows["MF"] and (fresh / "cells/synthetic/mf/seed0/backend.pt").is_file()
+    assert len(list(records.rglob("synthetic/mf-ddrm/seed0-*.npz"))) == 2
+    damaged = next(records.rglob("synthetic/ease/seed0-*.npz"))
+    damaged.write_bytes(b"not a record")
+    assert main([*base, "--methods", "backend", "--output", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: not a readable cell record" in err and err.count("\n") == 1, err

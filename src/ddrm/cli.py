@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp_common.add_argument("--configs", default="configs", help="folder of per-dataset configs (default configs)")
     exp_common.add_argument("--quick", action="store_true", help="tiny synthetic data and settings (seconds)")
     exp_common.add_argument("--ddrm-epochs", type=int, default=None, help="cap the epochs of every DDRM run")
+    exp_common.add_argument("--records", default=None, metavar="DIR",
+                            help="keep each finished cell as one file in DIR (commit or sync it) and take cells "
+                                 "from there before running them: an experiment that outlives its machine")
     exp_common.add_argument("--results", default=None, metavar="FILE",
                             help="also write this experiment's block (command, table, plot) into a Markdown file, "
                                  "e.g. docs/RESULTS.md, replacing only its own previous block")
@@ -597,7 +600,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if args.ddrm_epochs is not None and args.ddrm_epochs < 1:
         raise UsageError("--ddrm-epochs must be >= 1.")
     setup = experiments.Setup(configs=Path(args.configs), root=args.data_root, quick=args.quick, quiet=args.quiet,
-                              ddrm_epochs=args.ddrm_epochs, tuned=getattr(args, "tuned", False))
+                              ddrm_epochs=args.ddrm_epochs, tuned=getattr(args, "tuned", False),
+                              records=Path(args.records) if args.records else None)
     if args.quick:  # tiny synthetic data stands in for every dataset
         args.datasets, args.dataset = ["synthetic"], "synthetic"
     out = Path(args.output or f"runs/experiments/{args.experiment}{'-quick' if args.quick else ''}"

@@ -2,7 +2,9 @@
 
 A cell folder holds the run's files (``config.yaml``, ``metrics.json``, checkpoints) and ``per_user.npz`` (test
 users and their Recall/NDCG at 10 and 20, for paired tests). A cell whose ``metrics.json`` and ``per_user.npz``
-exist is not recomputed: re-running an experiment command resumes from the finished cells.
+exist is not recomputed: re-running an experiment command resumes from the finished cells. Its ``metrics.json``
+names the cell's fingerprint (:mod:`ddrm.experiments.records`): a finished cell made with another config is run
+again, and with a records folder each finished cell is also kept there and taken from there on a fresh machine.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..evaluation import evaluate
 from ..io import atomic_path, write_json
 from ..progress import progress
 from ..runs import load_model, run_pretrain, run_train
+from .records import fingerprint, load_record, record_path, save_record
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +56,23 @@ class Cell:
     labels: dict[str, Any] = field(default_factory=dict)
 
 
-def cell_done(folder: Path) -> bool:
-    return (folder / "metrics.json").is_file() and (folder / "per_user.npz").is_file()
+def cell_done(folder: Path, fp: str | None = None) -> bool:
+    """Whether ``folder`` holds a finished cell (of fingerprint ``fp`` when given; a cell from before fingerprints
+    were recorded counts as that one)."""
+    if not ((folder / "metrics.json").is_file() and (folder / "per_user.npz").is_file()):
+        return False
+    return fp is None or json.loads((folder / "metrics.json").read_text()).get("fingerprint", fp) == fp
+
+
+def _write_per_user(folder: Path, per_user: dict[str, np.ndarray]) -> None:
+    with atomic_path(folder / "per_user.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{k.replace("@", "_at_"): v for k, v in per_user.items()})
 
 
 def _per_user(model, data: Interactions, folder: Path, device="cpu") -> None:
     res = evaluate(model, data, "test", KS, per_user=True, device=device)
     assert res.per_user is not None
-    with atomic_path(folder / "per_user.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, users=res.users, **{k.replace("@", "_at_"): res.per_user[k] for k in PER_USER})
+    _write_per_user(folder, {"users": res.users, **{k: res.per_user[k] for k in PER_USER}})
 
 
 def load_per_user(folder: Path) -> dict[str, np.ndarray]:
@@ -70,13 +80,15 @@ def load_per_user(folder: Path) -> dict[str, np.ndarray]:
         return {k.replace("_at_", "@"): z[k] for k in z.files}
 
 
-def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool = True) -> dict[str, Any]:
-    """Run ``cell`` into ``folder`` (unless done) and return its ``metrics.json`` payload."""
-    if cell_done(folder):
+def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool = True,
+             fp: str | None = None) -> dict[str, Any]:
+    """Run ``cell`` into ``folder`` (unless done, with fingerprint ``fp`` when given) and return its ``metrics.json``
+    payload, which records ``fp``."""
+    if cell_done(folder, fp):
         return json.loads((folder / "metrics.json").read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("state*.pt"):  # an interrupted cell starts over: cells are short
-        stale.unlink()
+    for stale in [*folder.glob("state*.pt"), folder / "metrics.json", folder / "per_user.npz"]:
+        stale.unlink(missing_ok=True)  # an interrupted cell, or one made with another config, starts over
     eval_cfg = EvalConfig(ks=(10, 20, 50, 100))
     t0 = time.perf_counter()
     if cell.kind == "baseline":
@@ -108,39 +120,109 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
         _per_user(load_model(folder / "ddrm.pt", data), data, folder)
     else:
         raise ConfigError(f"unknown cell kind {cell.kind!r}.")
-    payload = {**payload, "cell": cell.key, "labels": cell.labels, "cell_seconds": time.perf_counter() - t0}
+    payload = {**payload, "cell": cell.key, "labels": cell.labels, "cell_seconds": time.perf_counter() - t0,
+               **({"fingerprint": fp} if fp else {})}
     write_json(folder / "metrics.json", payload)
     return payload
 
 
-def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interactions], quiet: bool = True
-              ) -> dict[str, dict[str, Any]]:
-    """Run every cell (dependencies first, as listed), skipping finished ones; logs progress and an ETA."""
-    todo = [c for c in cells if not cell_done(root / c.key)]
+def cell_fingerprints(cells: list[Cell]) -> dict[str, str]:
+    """Each cell's fingerprint (a DDRM cell's includes its backend cell's, listed before it)."""
+    fps: dict[str, str] = {}
+    for c in cells:
+        fps[c.key] = fingerprint(c.kind, c.name, c.seed, c.config, c.data, fps.get(c.needs) if c.needs else None)
+    return fps
+
+
+def _clear(folder: Path) -> None:
+    """Remove what a cell run leaves in ``folder`` (files only; the folder stays)."""
+    for f in folder.iterdir() if folder.is_dir() else []:
+        if f.is_file():
+            f.unlink()
+
+
+def restore_cell(folder: Path, path: Path) -> bool:
+    """Fill ``folder`` from the cell record ``path`` (if there is one): ``metrics.json`` and ``per_user.npz``, no
+    checkpoint. Whatever the folder held (another config's run) is removed first."""
+    if not path.is_file():
+        return False
+    payload, per_user = load_record(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    _clear(folder)
+    _write_per_user(folder, per_user)
+    write_json(folder / "metrics.json", payload)
+    return True
+
+
+def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interactions], quiet: bool = True,
+              records: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Run every cell (dependencies first, as listed), skipping finished ones; logs progress and an ETA.
+
+    A cell folder finished under another fingerprint (another config) is run again. With ``records`` (see
+    :mod:`ddrm.experiments.records`) a cell missing here is taken from its record when there is one, and each cell
+    run here is recorded there. A DDRM cell to run whose backend cell came from a record (no ``backend.pt``) trains
+    that backend again first, replacing its record's numbers (the same on the same kind of CPU)."""
+    fps, by_key = cell_fingerprints(cells), {c.key: c for c in cells}
+
+    def done(c: Cell) -> bool:
+        return cell_done(root / c.key, fps[c.key]) or (records is not None
+                                                       and record_path(records, c.key, fps[c.key]).is_file())
+
+    todo = [c for c in cells if not done(c)]
     logger.info("%d cells, %d already finished, %d to run", len(cells), len(cells) - len(todo), len(todo))
     results: dict[str, dict[str, Any]] = {}
     spent: dict[tuple[str, str], list[float]] = {}
     bar = progress(cells, desc="cells", quiet=quiet)
     for k, cell in enumerate(bar):
-        fresh = not cell_done(root / cell.key)
+        folder, fp = root / cell.key, fps[cell.key]
+        if records is not None and not cell_done(folder, fp) and restore_cell(folder, record_path(records, cell.key,
+                                                                                                  fp)):
+            logger.info("cell %s: taken from its record in %s", cell.key, records)
+        fresh = not cell_done(folder, fp)
+        if fresh and (folder / "metrics.json").is_file():
+            logger.warning("cell %s was run with another config: running it again", cell.key)
         t0 = time.perf_counter()
         if cell.needs is not None and "error" in results.get(cell.needs, {}):
             results[cell.key] = {"error": f"needs {cell.needs}, which failed"}
             continue
         try:
-            results[cell.key] = run_cell(cell, root / cell.key, data_for(cell), root, quiet=True)
+            if fresh and cell.needs is not None and not (root / cell.needs / "backend.pt").is_file():
+                results[cell.needs] = _retrain(by_key[cell.needs], root, data_for, fps[cell.needs], records)
+            results[cell.key] = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp)
         except ConfigError as exc:  # e.g. EASE refusing a catalogue too large for its dense matrix
             logger.warning("cell %s skipped: %s", cell.key, exc)
             results[cell.key] = {"error": str(exc)}
             continue
         if fresh:
+            _record(records, cell.key, fp, results[cell.key], folder)
             seconds = time.perf_counter() - t0
             spent.setdefault((cell.kind, cell.name), []).append(seconds)
-            rest = [c for c in cells[k + 1:] if not cell_done(root / c.key)]
+            rest = [c for c in cells[k + 1:] if not done(c)]
             eta = estimate_seconds(rest, spent)
             logger.info("cell %s done in %.0f s; %d to go, about %.0f min left", cell.key, seconds, len(rest), eta / 60)
             bar.set_postfix(eta_min=f"{eta / 60:.0f}")
     return results
+
+
+def _record(records: Path | None, key: str, fp: str, payload: dict[str, Any], folder: Path) -> None:
+    if records is not None:
+        save_record(record_path(records, key, fp), payload, load_per_user(folder))
+
+
+def _retrain(cell: Cell, root: Path, data_for: Callable[[Cell], Interactions], fp: str, records: Path | None
+             ) -> dict[str, Any]:
+    """Train a backend cell again whose numbers came from a record without its checkpoint; say if they moved."""
+    folder = root / cell.key
+    old = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
+    logger.info("cell %s: training it again for its checkpoint (its record has none)", cell.key)
+    _clear(folder)
+    payload = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp)
+    before, after = (m.get("metrics", {}).get("test", {}).get("recall@20") for m in (old, payload))
+    if before is not None and after != before:
+        logger.warning("cell %s: trained again, test recall@20 %s (its record said %s); the table uses the new run",
+                       cell.key, after, before)
+    _record(records, cell.key, fp, payload, folder)
+    return payload
 
 
 def estimate_seconds(rest: list[Cell], spent: dict[tuple[str, str], list[float]]) -> float:
@@ -174,4 +256,4 @@ def load_run_config(configs: Path, dataset: str, name: str) -> dict[str, Any]:
     return deep_merge(cfg, {"data": {"name": dataset}})
 
 
-__all__ = ["Cell", "run_cell", "run_cells", "load_per_user", "load_run_config", "KS", "BASELINE_NAMES"]
+__all__ = ["Cell", "run_cell", "run_cells", "cell_fingerprints", "restore_cell", "load_per_user", "load_run_config", "KS", "BASELINE_NAMES"]

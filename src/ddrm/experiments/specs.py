@@ -60,6 +60,7 @@ class Setup:
     quiet: bool = False
     ddrm_epochs: int | None = None
     tuned: bool = False
+    records: Path | None = None  # cell records (ddrm.experiments.records): read before running, written after
     data_cache: dict[str, Interactions] = field(default_factory=dict)
     quick_settings: dict[str, Any] = field(default_factory=lambda: preset("quick"))
 
@@ -124,10 +125,11 @@ class Setup:
 
     def ddrm_config(self, dataset: str, backend: str, section: dict[str, Any]) -> dict[str, Any]:
         if self.quick:
-            return {"data": section, "ddrm": dict(self.quick_settings["ddrm"]), "train": dict(self.quick_settings["train"])}
-        tuned = self.tuned_config(dataset, f"ddrm-{backend}")
-        cfg = {**(tuned if tuned is not None else load_run_config(self.configs, dataset, f"ddrm-{backend}")),
-               "data": section}
+            cfg = {"data": section, "ddrm": dict(self.quick_settings["ddrm"]), "train": dict(self.quick_settings["train"])}
+        else:
+            tuned = self.tuned_config(dataset, f"ddrm-{backend}")
+            cfg = {**(tuned if tuned is not None else load_run_config(self.configs, dataset, f"ddrm-{backend}")),
+                   "data": section}
         if self.ddrm_epochs is not None:  # a coarser, quicker run: say so wherever the numbers are shown
             cfg = deep_merge(cfg, {"train": {"epochs": self.ddrm_epochs}})
         return cfg
@@ -171,7 +173,7 @@ def _backend_cells(setup: Setup, dataset: str, backend: str, seed: int, section:
 
 def _execute(setup: Setup, cells: list[Cell], out: Path) -> dict[str, dict[str, Any]]:
     t0 = time.perf_counter()
-    results = run_cells(cells, out / "cells", lambda c: setup.data(c.data), setup.quiet)
+    results = run_cells(cells, out / "cells", lambda c: setup.data(c.data), setup.quiet, setup.records)
     logger.info("experiment finished in %.0f s", time.perf_counter() - t0)
     return results
 
