@@ -97,6 +97,24 @@ def test_cli_end_to_end_on_cuda(tmp_path, capsys):
     assert len(folded["items"]) == 5 and not set(history) & {it["item_id"] for it in folded["items"]}
 
 
+def test_experiment_cells_train_on_the_requested_device_and_share_records_with_cpu(tmp_path, capsys):
+    """ddrm experiment --device cuda trains every cell on the GPU; the records' fingerprints ignore the device, so
+    the cells a CPU run recorded are taken as they are."""
+    records = tmp_path / "records"
+    base = ["experiment", "table", "--quick", "--backends", "mf", "--baselines", "diffrec", "--methods", "backend",
+            "ddrm", "--records", str(records), "--json", "--quiet"]
+    assert main([*base, "--device", "cuda", "--output", str(tmp_path / "gpu")]) == 0
+    gpu = json.loads(capsys.readouterr().out)["rows"]
+    import yaml
+
+    for cell in ("mf/seed0", "mf-ddrm/seed0"):
+        cfg = yaml.safe_load((tmp_path / "gpu" / "cells" / "synthetic" / cell / "config.yaml").read_text())
+        assert cfg["train"]["device"] == "cuda"
+    assert len(list(records.rglob("*.npz"))) == 3
+    assert main([*base, "--device", "cpu", "--output", str(tmp_path / "cpu")]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == gpu and len(list(records.rglob("*.npz"))) == 3
+
+
 def test_non_finite_loss_is_caught_without_a_sync_per_step(data):
     # on one GPU the loss is read every CHECK_EVERY steps: the error names the window of steps
     n_steps = -(-data.train.nnz // 64)

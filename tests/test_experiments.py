@@ -174,8 +174,40 @@ def test_experiment_usage_errors(capsys):
     assert main(["experiment", "noise", "--quick", "--ratios", "1.5"]) == 2
     assert main(["experiment", "table", "--quick", "--methods", "magic"]) == 2
     assert main(["experiment", "ablation", "--quick", "--variants", "nonsense"]) == 2
+    assert main(["experiment", "table", "--quick", "--device", "tpu"]) == 2
     err = capsys.readouterr().err
-    assert err.count("ddrm: error:") == 4 and "Traceback" not in err
+    assert err.count("ddrm: error:") == 5 and "Traceback" not in err
+    assert "unknown device 'tpu'" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_experiment_device_reaches_the_check_once(capsys, tmp_path):
+    """--device is resolved before any cell runs: without CUDA, 'cuda' is one sentence, not a skipped row per cell."""
+    assert main(["experiment", "table", "--quick", "--baselines", "--backends", "mf", "--methods", "backend",
+                 "--device", "cuda", "--output", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "device 'cuda' requested but CUDA is not available" in err and err.count("\n") == 1
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_cells_fingerprint_covers_what_it_computes_not_where():
+    from ddrm.experiments.records import fingerprint
+
+    cfg = {"data": {"name": "ml-1m_noisy"}, "backend": {"name": "mf", "dim": 64}, "train": {"lr": 1e-3, "device": "cpu"}}
+    data = {"name": "ml-1m_noisy"}
+    fp = fingerprint("pretrain", "mf", 0, cfg, data)
+    assert len(fp) == 16 and fp == fingerprint("pretrain", "mf", 0, cfg, data)
+    moved = {**cfg, "data": {"name": "ml-1m_noisy", "root": "/elsewhere"}, "train": {"lr": 1e-3, "device": "cuda"}}
+    assert fingerprint("pretrain", "mf", 0, moved, {**data, "root": "/elsewhere"}) == fp  # another machine
+    assert cfg["train"]["device"] == "cpu" and "root" not in cfg["data"]  # the config is not changed
+    changed = [fingerprint("pretrain", "mf", 1, cfg, data),  # seed
+               fingerprint("pretrain", "mf", 0, {**cfg, "train": {"lr": 2e-3}}, data),  # a hyper-parameter
+               fingerprint("pretrain", "mf", 0, cfg, {**data, "noise_ratio": 0.2}),  # the data
+               fingerprint("train", "mf", 0, cfg, data, needs=fp),  # kind and backend cell
+               fingerprint("train", "mf", 0, cfg, data, needs="0" * 16),
+               fingerprint("baseline", "ease", 0, {"reg": 500.0}, data),
+               fingerprint("baseline", "ease", 0, {"reg": 500.0, "device": "cuda"}, data)]
+    assert len({fp, *changed}) == 7  # all differ but the last two, where only the device does
 
 
 def test_eta_uses_the_times_of_similar_cells():

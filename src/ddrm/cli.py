@@ -586,6 +586,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(name: str | None) -> str | None:
+    """``--device`` resolved once (``auto`` -> cuda or cpu); an absent CUDA is one sentence here, not a skipped
+    cell per run."""
+    if name is None:
+        return None
+    from .training import resolve_device
+
+    return str(resolve_device(name))
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -601,7 +611,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise UsageError("--ddrm-epochs must be >= 1.")
     setup = experiments.Setup(configs=Path(args.configs), root=args.data_root, quick=args.quick, quiet=args.quiet,
                               ddrm_epochs=args.ddrm_epochs, tuned=getattr(args, "tuned", False),
-                              records=Path(args.records) if args.records else None)
+                              records=Path(args.records) if args.records else None, device=_device(args.device))
     if args.quick:  # tiny synthetic data stands in for every dataset
         args.datasets, args.dataset = ["synthetic"], "synthetic"
     out = Path(args.output or f"runs/experiments/{args.experiment}{'-quick' if args.quick else ''}"

@@ -81,9 +81,10 @@ def load_per_user(folder: Path) -> dict[str, np.ndarray]:
 
 
 def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool = True,
-             fp: str | None = None) -> dict[str, Any]:
+             fp: str | None = None, device: str | None = None) -> dict[str, Any]:
     """Run ``cell`` into ``folder`` (unless done, with fingerprint ``fp`` when given) and return its ``metrics.json``
-    payload, which records ``fp``."""
+    payload, which records ``fp``. ``device`` (``cpu``, ``cuda``, ...) replaces the configs' training device and
+    that of a baseline that has one (DiffRec); None keeps them."""
     if cell_done(folder, fp):
         return json.loads((folder / "metrics.json").read_text())
     folder.mkdir(parents=True, exist_ok=True)
@@ -100,24 +101,27 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
             params["seed"] = cell.seed
         if "quiet" in accepted:
             params.setdefault("quiet", quiet)
+        if device is not None and "device" in accepted:
+            params["device"] = device
         model = build(cell.name, **params).fit(data)
-        metrics = {s: evaluate(model, data, s, eval_cfg.ks).metrics for s in ("valid", "test")}
+        metrics = {s: evaluate(model, data, s, eval_cfg.ks, device=device or "cpu").metrics for s in ("valid", "test")}
         payload = {"command": "baseline", "model": cell.name,
                    "params": {k: v for k, v in model.params().items() if k != "quiet"}, "seed": cell.seed,
                    "metrics": metrics}
-        _per_user(model, data, folder)
-    elif cell.kind == "pretrain":
-        cfg = build_config(PretrainConfig, overrides={**cell.config, "seed": cell.seed, "output": str(folder)})
-        payload = run_pretrain(cfg, quiet=quiet, data=data)
-        _per_user(load_model(folder / "backend.pt", data), data, folder)
-    elif cell.kind == "train":
-        if cell.needs is None:
-            raise ConfigError(f"cell {cell.key}: a DDRM cell needs a backend cell.")
-        over = {**cell.config, "seed": cell.seed, "output": str(folder),
-                "backend_checkpoint": str(root / cell.needs / "backend.pt")}
-        cfg = build_config(TrainRunConfig, overrides=over)
-        payload = run_train(cfg, quiet=quiet, data=data)
-        _per_user(load_model(folder / "ddrm.pt", data), data, folder)
+        _per_user(model, data, folder, device or "cpu")
+    elif cell.kind in ("pretrain", "train"):
+        over = {**cell.config, "seed": cell.seed, "output": str(folder)}
+        if device is not None:
+            over = deep_merge(over, {"train": {"device": device}})
+        if cell.kind == "train":
+            if cell.needs is None:
+                raise ConfigError(f"cell {cell.key}: a DDRM cell needs a backend cell.")
+            over["backend_checkpoint"] = str(root / cell.needs / "backend.pt")
+            payload = run_train(build_config(TrainRunConfig, overrides=over), quiet=quiet, data=data)
+        else:
+            payload = run_pretrain(build_config(PretrainConfig, overrides=over), quiet=quiet, data=data)
+        checkpoint = folder / ("ddrm.pt" if cell.kind == "train" else "backend.pt")
+        _per_user(load_model(checkpoint, data, device or "cpu"), data, folder, device or "cpu")
     else:
         raise ConfigError(f"unknown cell kind {cell.kind!r}.")
     payload = {**payload, "cell": cell.key, "labels": cell.labels, "cell_seconds": time.perf_counter() - t0,
@@ -155,13 +159,14 @@ def restore_cell(folder: Path, path: Path) -> bool:
 
 
 def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interactions], quiet: bool = True,
-              records: Path | None = None) -> dict[str, dict[str, Any]]:
+              records: Path | None = None, device: str | None = None) -> dict[str, dict[str, Any]]:
     """Run every cell (dependencies first, as listed), skipping finished ones; logs progress and an ETA.
 
     A cell folder finished under another fingerprint (another config) is run again. With ``records`` (see
     :mod:`ddrm.experiments.records`) a cell missing here is taken from its record when there is one, and each cell
     run here is recorded there. A DDRM cell to run whose backend cell came from a record (no ``backend.pt``) trains
-    that backend again first, replacing its record's numbers (the same on the same kind of CPU)."""
+    that backend again first, replacing its record's numbers (the same on the same kind of CPU). ``device``: see
+    :func:`run_cell` (not part of a cell's fingerprint, like the CPU's model)."""
     fps, by_key = cell_fingerprints(cells), {c.key: c for c in cells}
 
     def done(c: Cell) -> bool:
@@ -187,8 +192,8 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
             continue
         try:
             if fresh and cell.needs is not None and not (root / cell.needs / "backend.pt").is_file():
-                results[cell.needs] = _retrain(by_key[cell.needs], root, data_for, fps[cell.needs], records)
-            results[cell.key] = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp)
+                results[cell.needs] = _retrain(by_key[cell.needs], root, data_for, fps[cell.needs], records, device)
+            results[cell.key] = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp, device=device)
         except ConfigError as exc:  # e.g. EASE refusing a catalogue too large for its dense matrix
             logger.warning("cell %s skipped: %s", cell.key, exc)
             results[cell.key] = {"error": str(exc)}
@@ -209,14 +214,14 @@ def _record(records: Path | None, key: str, fp: str, payload: dict[str, Any], fo
         save_record(record_path(records, key, fp), payload, load_per_user(folder))
 
 
-def _retrain(cell: Cell, root: Path, data_for: Callable[[Cell], Interactions], fp: str, records: Path | None
-             ) -> dict[str, Any]:
+def _retrain(cell: Cell, root: Path, data_for: Callable[[Cell], Interactions], fp: str, records: Path | None,
+             device: str | None) -> dict[str, Any]:
     """Train a backend cell again whose numbers came from a record without its checkpoint; say if they moved."""
     folder = root / cell.key
     old = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
     logger.info("cell %s: training it again for its checkpoint (its record has none)", cell.key)
     _clear(folder)
-    payload = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp)
+    payload = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp, device=device)
     before, after = (m.get("metrics", {}).get("test", {}).get("recall@20") for m in (old, payload))
     if before is not None and after != before:
         logger.warning("cell %s: trained again, test recall@20 %s (its record said %s); the table uses the new run",

@@ -6,8 +6,8 @@ committed or synced: ``DIR/<dataset>/<model>/seed<k>-<fingerprint>.npz`` holds t
 (as JSON text) and its per-user test metrics (the arrays of ``per_user.npz``), loaded without pickle.
 
 The fingerprint (:func:`fingerprint`) hashes what decides the cell's numbers: its kind, model, seed, full config,
-data section (without the data root, a path of one machine) and, for a DDRM cell, the fingerprint of the backend
-cell it starts from. So a record is reused by any experiment that asks for the same cell (the 3-seed LightGCN cells
+data section and, for a DDRM cell, the fingerprint of the backend cell it starts from; not where it ran (the data
+root, the device, the CPU's model), whose small numerical differences the records do not distinguish. So a record is reused by any experiment that asks for the same cell (the 3-seed LightGCN cells
 of one table serve the next), and never for a cell whose config has changed since (a newly installed tuned config
 gives a new fingerprint and a fresh run). The code's version is not part of it: after a change that moves numbers,
 delete the records it touches.
@@ -29,15 +29,20 @@ from ..io import atomic_path
 FORMAT = "ddrm-cell-record/1"
 
 
-def _without_root(section: Any) -> Any:
-    return {k: v for k, v in section.items() if k != "root"} if isinstance(section, dict) else section
+def _without(section: Any, key: str) -> Any:
+    return {k: v for k, v in section.items() if k != key} if isinstance(section, dict) else section
 
 
 def fingerprint(kind: str, name: str, seed: int, config: dict[str, Any], data: dict[str, Any],
                 needs: str | None = None) -> str:
-    """16 hex digits identifying a cell's computation (see the module docstring); ``needs``: the backend cell's."""
-    cfg = {**config, **({"data": _without_root(config["data"])} if "data" in config else {})}
-    blob = json.dumps({"kind": kind, "name": name, "seed": seed, "config": cfg, "data": _without_root(data),
+    """16 hex digits identifying a cell's computation (see the module docstring); ``needs``: the backend cell's.
+    Where it runs is left out, as the machine is: the data root and the device (a baseline's, or the ``train`` /
+    ``pretrain`` sections')."""
+    cfg = _without(config, "device")
+    for section, key in (("data", "root"), ("train", "device"), ("pretrain", "device")):
+        if section in cfg:
+            cfg[section] = _without(cfg[section], key)
+    blob = json.dumps({"kind": kind, "name": name, "seed": seed, "config": cfg, "data": _without(data, "root"),
                        "needs": needs}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -61,6 +61,7 @@ class Setup:
     ddrm_epochs: int | None = None
     tuned: bool = False
     records: Path | None = None  # cell records (ddrm.experiments.records): read before running, written after
+    device: str | None = None  # where the cells train and evaluate (None: as their configs say)
     data_cache: dict[str, Interactions] = field(default_factory=dict)
     quick_settings: dict[str, Any] = field(default_factory=lambda: preset("quick"))
 
@@ -173,7 +174,8 @@ def _backend_cells(setup: Setup, dataset: str, backend: str, seed: int, section:
 
 def _execute(setup: Setup, cells: list[Cell], out: Path) -> dict[str, dict[str, Any]]:
     t0 = time.perf_counter()
-    results = run_cells(cells, out / "cells", lambda c: setup.data(c.data), setup.quiet, setup.records)
+    results = run_cells(cells, out / "cells", lambda c: setup.data(c.data), setup.quiet, setup.records,
+                        setup.device)
     logger.info("experiment finished in %.0f s", time.perf_counter() - t0)
     return results
 
