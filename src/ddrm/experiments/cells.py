@@ -261,4 +261,5 @@ def load_run_config(configs: Path, dataset: str, name: str) -> dict[str, Any]:
     return deep_merge(cfg, {"data": {"name": dataset}})
 
 
-__all__ = ["Cell", "run_cell", "run_cells", "cell_fingerprints", "restore_cell", "load_per_user", "load_run_config", "KS", "BASELINE_NAMES"]
+__all__ = ["Cell", "run_cell", "run_cells", "cell_fingerprints", "restore_cell", "load_per_user", "load_run_config",
+           "KS", "BASELINE_NAMES"]
