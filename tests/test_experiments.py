@@ -329,6 +329,14 @@ def test_experiment_cells_outlive_their_machine_through_records(capsys, tmp_path
     assert "its record said" not in log  # retrained, the backend gives its recorded numbers (same CPU)
     assert again["MF"] == rows["MF"] and (fresh / "cells/synthetic/mf/seed0/backend.pt").is_file()
     assert len(list(records.rglob("synthetic/mf-ddrm/seed0-*.npz"))) == 2
+    # cells finished before --records was given are recorded when it is
+    plain = ["experiment", "table", "--quick", "--backends", "mf", "--baselines", "ease", "--methods", "backend",
+             "--output", str(tmp_path / "d"), "--quiet"]
+    assert main(plain) == 0
+    later = tmp_path / "later"
+    assert main([*plain, "--records", str(later)]) == 0
+    capsys.readouterr()
+    assert sorted(p.name.rsplit("-", 1)[0] for p in later.rglob("*.npz")) == ["seed0", "seed0"]
     damaged = next(records.rglob("synthetic/ease/seed0-*.npz"))
     damaged.write_bytes(b"not a record")
     assert main([*base, "--methods", "backend", "--output", str(tmp_path / "c")]) == 2

@@ -164,7 +164,7 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
 
     A cell folder finished under another fingerprint (another config) is run again. With ``records`` (see
     :mod:`ddrm.experiments.records`) a cell missing here is taken from its record when there is one, and each cell
-    run here is recorded there. A DDRM cell to run whose backend cell came from a record (no ``backend.pt``) trains
+    run here (or finished here under its fingerprint but not recorded yet) is recorded there. A DDRM cell to run whose backend cell came from a record (no ``backend.pt``) trains
     that backend again first, replacing its record's numbers (the same on the same kind of CPU). ``device``: see
     :func:`run_cell` (not part of a cell's fingerprint, like the CPU's model)."""
     fps, by_key = cell_fingerprints(cells), {c.key: c for c in cells}
@@ -198,6 +198,9 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
             logger.warning("cell %s skipped: %s", cell.key, exc)
             results[cell.key] = {"error": str(exc)}
             continue
+        if results[cell.key].get("fingerprint") == fp and not (fresh or records is None
+                                                               or record_path(records, cell.key, fp).is_file()):
+            _record(records, cell.key, fp, results[cell.key], folder)  # finished here before --records was given
         if fresh:
             _record(records, cell.key, fp, results[cell.key], folder)
             seconds = time.perf_counter() - t0
