@@ -33,11 +33,11 @@ def _umask() -> int:
 
 def _mode(final: Path, directory: bool) -> int:
     """The permission bits ``final`` gets: those of the file it replaces, else the default ones under the umask."""
-    try:
-        if not directory:
+    if not directory:
+        try:
             return os.stat(final).st_mode & 0o7777
-    except FileNotFoundError:
-        pass
+        except FileNotFoundError:
+            pass
     return (0o777 if directory else 0o666) & ~_umask()
 
 

@@ -29,7 +29,7 @@ from ..evaluation import evaluate
 from ..io import atomic_path, write_json
 from ..progress import progress
 from ..runs import load_model, run_pretrain, run_train
-from .records import fingerprint, load_record, record_path, save_record
+from .records import fingerprint, from_npz, load_record, record_path, save_record, to_npz
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,16 @@ def cell_done(folder: Path, fp: str | None = None) -> bool:
     return fp is None or json.loads((folder / "metrics.json").read_text()).get("fingerprint", fp) == fp
 
 
+def _clear(folder: Path) -> None:
+    """Remove what a cell run leaves in ``folder`` (files only; the folder stays)."""
+    for f in folder.iterdir() if folder.is_dir() else []:
+        if f.is_file():
+            f.unlink()
+
+
 def _write_per_user(folder: Path, per_user: dict[str, np.ndarray]) -> None:
     with atomic_path(folder / "per_user.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **{k.replace("@", "_at_"): v for k, v in per_user.items()})
+        np.savez(fh, **to_npz(per_user))
 
 
 def _per_user(model, data: Interactions, folder: Path, device="cpu") -> None:
@@ -77,7 +84,7 @@ def _per_user(model, data: Interactions, folder: Path, device="cpu") -> None:
 
 def load_per_user(folder: Path) -> dict[str, np.ndarray]:
     with np.load(folder / "per_user.npz", allow_pickle=False) as z:
-        return {k.replace("_at_", "@"): z[k] for k in z.files}
+        return from_npz({k: z[k] for k in z.files})
 
 
 def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool = True,
@@ -88,8 +95,8 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
     if cell_done(folder, fp):
         return json.loads((folder / "metrics.json").read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in [*folder.glob("state*.pt"), folder / "metrics.json", folder / "per_user.npz"]:
-        stale.unlink(missing_ok=True)  # an interrupted cell, or one made with another config, starts over
+    _clear(folder)  # an interrupted cell, or one made with another config, starts over
+    where = device or "cpu"
     eval_cfg = EvalConfig(ks=(10, 20, 50, 100))
     t0 = time.perf_counter()
     if cell.kind == "baseline":
@@ -104,11 +111,11 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
         if device is not None and "device" in accepted:
             params["device"] = device
         model = build(cell.name, **params).fit(data)
-        metrics = {s: evaluate(model, data, s, eval_cfg.ks, device=device or "cpu").metrics for s in ("valid", "test")}
+        metrics = {s: evaluate(model, data, s, eval_cfg.ks, device=where).metrics for s in ("valid", "test")}
         payload = {"command": "baseline", "model": cell.name,
                    "params": {k: v for k, v in model.params().items() if k != "quiet"}, "seed": cell.seed,
                    "metrics": metrics}
-        _per_user(model, data, folder, device or "cpu")
+        _per_user(model, data, folder, where)
     elif cell.kind in ("pretrain", "train"):
         over = {**cell.config, "seed": cell.seed, "output": str(folder)}
         if device is not None:
@@ -121,7 +128,7 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
         else:
             payload = run_pretrain(build_config(PretrainConfig, overrides=over), quiet=quiet, data=data)
         checkpoint = folder / ("ddrm.pt" if cell.kind == "train" else "backend.pt")
-        _per_user(load_model(checkpoint, data, device or "cpu"), data, folder, device or "cpu")
+        _per_user(load_model(checkpoint, data, where), data, folder, where)
     else:
         raise ConfigError(f"unknown cell kind {cell.kind!r}.")
     payload = {**payload, "cell": cell.key, "labels": cell.labels, "cell_seconds": time.perf_counter() - t0,
@@ -136,13 +143,6 @@ def cell_fingerprints(cells: list[Cell]) -> dict[str, str]:
     for c in cells:
         fps[c.key] = fingerprint(c.kind, c.name, c.seed, c.config, c.data, fps.get(c.needs) if c.needs else None)
     return fps
-
-
-def _clear(folder: Path) -> None:
-    """Remove what a cell run leaves in ``folder`` (files only; the folder stays)."""
-    for f in folder.iterdir() if folder.is_dir() else []:
-        if f.is_file():
-            f.unlink()
 
 
 def restore_cell(folder: Path, path: Path) -> bool:
@@ -164,9 +164,10 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
 
     A cell folder finished under another fingerprint (another config) is run again. With ``records`` (see
     :mod:`ddrm.experiments.records`) a cell missing here is taken from its record when there is one, and each cell
-    run here (or finished here under its fingerprint but not recorded yet) is recorded there. A DDRM cell to run whose backend cell came from a record (no ``backend.pt``) trains
-    that backend again first, replacing its record's numbers (the same on the same kind of CPU). ``device``: see
-    :func:`run_cell` (not part of a cell's fingerprint, like the CPU's model)."""
+    run here (or finished here under its fingerprint but not recorded yet) is recorded there. A DDRM cell to run
+    whose backend cell came from a record (no ``backend.pt``) trains that backend again first, replacing its
+    record's numbers (the same on the same kind of CPU). ``device``: see :func:`run_cell` (not part of a cell's
+    fingerprint, like the CPU's model)."""
     fps, by_key = cell_fingerprints(cells), {c.key: c for c in cells}
 
     def done(c: Cell) -> bool:
@@ -198,11 +199,10 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
             logger.warning("cell %s skipped: %s", cell.key, exc)
             results[cell.key] = {"error": str(exc)}
             continue
-        if results[cell.key].get("fingerprint") == fp and not (fresh or records is None
-                                                               or record_path(records, cell.key, fp).is_file()):
-            _record(records, cell.key, fp, results[cell.key], folder)  # finished here before --records was given
-        if fresh:
+        if (records is not None and results[cell.key].get("fingerprint") == fp
+                and not record_path(records, cell.key, fp).is_file()):  # run now, or before --records was given
             _record(records, cell.key, fp, results[cell.key], folder)
+        if fresh:
             seconds = time.perf_counter() - t0
             spent.setdefault((cell.kind, cell.name), []).append(seconds)
             rest = [c for c in cells[k + 1:] if not done(c)]
@@ -223,7 +223,7 @@ def _retrain(cell: Cell, root: Path, data_for: Callable[[Cell], Interactions], f
     folder = root / cell.key
     old = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
     logger.info("cell %s: training it again for its checkpoint (its record has none)", cell.key)
-    _clear(folder)
+    _clear(folder)  # its restored metrics would make run_cell take it as done
     payload = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp, device=device)
     before, after = (m.get("metrics", {}).get("test", {}).get("recall@20") for m in (old, payload))
     if before is not None and after != before:

@@ -7,9 +7,10 @@ committed or synced: ``DIR/<dataset>/<model>/seed<k>-<fingerprint>.npz`` holds t
 
 The fingerprint (:func:`fingerprint`) hashes what decides the cell's numbers: its kind, model, seed, full config,
 data section and, for a DDRM cell, the fingerprint of the backend cell it starts from; not where it ran (the data
-root, the device, the CPU's model), whose small numerical differences the records do not distinguish. So a record is reused by any experiment that asks for the same cell (the 3-seed LightGCN cells
-of one table serve the next), and never for a cell whose config has changed since (a newly installed tuned config
-gives a new fingerprint and a fresh run). The code's version is not part of it: after a change that moves numbers,
+root, the device, the CPU's model), whose small numerical differences the records do not distinguish. So a record
+is reused by any experiment that asks for the same cell (the 3-seed LightGCN cells of one table serve the next),
+and never for a cell whose config has changed since (a newly installed tuned config gives a new fingerprint and a
+fresh run). The code's version is not part of it: after a change that moves numbers,
 delete the records it touches.
 """
 
@@ -27,6 +28,16 @@ from ..errors import DDRMError
 from ..io import atomic_path
 
 FORMAT = "ddrm-cell-record/1"
+
+
+def to_npz(per_user: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-user metric arrays keyed for an ``.npz`` file (``recall@20`` -> ``recall_at_20``)."""
+    return {k.replace("@", "_at_"): v for k, v in per_user.items()}
+
+
+def from_npz(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inverse of :func:`to_npz`."""
+    return {k.replace("_at_", "@"): v for k, v in arrays.items()}
 
 
 def _without(section: Any, key: str) -> Any:
@@ -54,10 +65,9 @@ def record_path(records: Path, key: str, fp: str) -> Path:
 
 def save_record(path: Path, payload: dict[str, Any], per_user: dict[str, np.ndarray]) -> None:
     """Write one cell's record atomically (compressed; per-user arrays as given, so p-values are reproduced)."""
-    arrays = {k.replace("@", "_at_"): v for k, v in per_user.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, format=np.array(FORMAT), metrics=np.array(json.dumps(payload, sort_keys=True)),
-                            **arrays)
+                            **to_npz(per_user))
 
 
 def load_record(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -67,10 +77,10 @@ def load_record(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             if "format" not in z.files or str(z["format"]) != FORMAT or "metrics" not in z.files:
                 raise ValueError(f"not a {FORMAT} file")
             payload = json.loads(str(z["metrics"]))
-            arrays = {k.replace("_at_", "@"): z[k] for k in z.files if k not in ("format", "metrics")}
+            arrays = from_npz({k: z[k] for k in z.files if k not in ("format", "metrics")})
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise DDRMError(f"{path}: not a readable cell record ({exc}).") from None
     return payload, arrays
 
 
-__all__ = ["fingerprint", "record_path", "save_record", "load_record", "FORMAT"]
+__all__ = ["fingerprint", "record_path", "save_record", "load_record", "to_npz", "from_npz", "FORMAT"]
