@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +21,7 @@ from ddrm.baselines import DiffRec
 from ddrm.cli import main
 from ddrm.data import SyntheticConfig, make_synthetic
 from ddrm.errors import ConfigError
+from ddrm.experiments.cells import interrupted_seconds
 from ddrm.experiments.report import mean_std, paired_test
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -342,3 +349,67 @@ def test_experiment_cells_outlive_their_machine_through_records(capsys, tmp_path
     assert main([*base, "--methods", "backend", "--output", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert f"{damaged}: not a readable cell record" in err and err.count("\n") == 1, err
+
+
+INTERRUPTIBLE = (
+    "data: {name: synthetic, synthetic: {n_users: 600, n_items: 200, mean_items: 20}}\n"
+    "backend: {name: mf, dim: 16, reg: 0.001}\n"
+    "train: {epochs: 6, eval_every: 1, lr: 0.01, batch_size: 64}\n"
+)
+
+
+def test_an_interrupted_cell_continues_its_training_when_the_command_runs_again(capsys, tmp_path):
+    """SIGTERM mid-cell keeps its training state and cell.json; running the same command again continues that
+    state (the table equals an uninterrupted run's), a state that cannot be read starts the cell over (with a
+    warning), and the state of another config is never continued."""
+    configs = tmp_path / "configs"
+    (configs / "synthetic" / "tuned").mkdir(parents=True)
+    (configs / "synthetic" / "tuned" / "mf.yaml").write_text(INTERRUPTIBLE)
+
+    def args(out):
+        return ["experiment", "table", "--datasets", "synthetic", "--backends", "mf", "--methods", "backend",
+                "--baselines", "--tuned", "--configs", str(configs), "--seeds", "1", "--output", str(out), "--json"]
+
+    assert main([*args(tmp_path / "full"), "--quiet"]) == 0
+    full = json.loads(capsys.readouterr().out)["rows"]
+
+    cut = tmp_path / "cut"
+    cell = cut / "cells" / "synthetic" / "mf" / "seed0"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the epochs stay short beside other processes
+    proc = subprocess.Popen([sys.executable, "-m", "ddrm", *args(cut), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (cell / "state.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # written at the end of epoch 1 of 6
+    assert proc.poll() is None, "the cell ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "Run the same command again to continue" in err and "--resume" not in err
+    marker = json.loads((cell / "cell.json").read_text())
+    assert marker["seconds"] > 0 and not (cell / "metrics.json").exists()
+    spare = tmp_path / "spare"
+    shutil.copytree(cut, spare)
+
+    assert main(args(cut)) == 0
+    out, log = capsys.readouterr()
+    assert "cell synthetic/mf/seed0: continuing its interrupted training" in log
+    assert json.loads(out)["rows"] == full
+    done = json.loads((cell / "metrics.json").read_text())
+    assert done["cell_seconds"] > marker["seconds"]
+    assert not (cell / "cell.json").exists() and not list(cell.glob("state*.pt"))
+
+    spare_cell = spare / "cells" / "synthetic" / "mf" / "seed0"
+    (spare_cell / "state.pt").write_bytes(b"not a state")
+    assert main(args(spare)) == 0
+    out, log = capsys.readouterr()
+    assert "its training state cannot be continued" in log and "starting it over" in log
+    assert json.loads(out)["rows"] == full
+
+    fp = marker["fingerprint"]
+    assert interrupted_seconds(cell, fp) is None  # finished: no state left
+    (cell / "state.pt").write_bytes(b"x")
+    for text, want in ((json.dumps({"fingerprint": fp, "seconds": 3.0}), 3.0),
+                       (json.dumps({"fingerprint": "another", "seconds": 3.0}), None), ("{damaged", None)):
+        (cell / "cell.json").write_text(text)
+        assert interrupted_seconds(cell, fp) == want

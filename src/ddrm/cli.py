@@ -694,7 +694,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[FORCE_ENV] = "1"
         return HANDLERS[key](args)
     except TrainingInterrupted as exc:
-        sys.stderr.write(f"ddrm: {exc}. Continue with: ddrm {args.command} --resume {exc.run_dir or '<run folder>'}\n")
+        how = ("Run the same command again to continue: finished cells are kept and this one resumes from its state"
+               if args.command == "experiment" else
+               f"Continue with: ddrm {args.command} --resume {exc.run_dir or '<run folder>'}")
+        sys.stderr.write(f"ddrm: {exc}. {how}\n")
         return exc.exit_code
     except DDRMError as exc:
         sys.stderr.write(f"ddrm: error: {exc}\n")

@@ -5,6 +5,9 @@ users and their Recall/NDCG at 10 and 20, for paired tests). A cell whose ``metr
 exist is not recomputed: re-running an experiment command resumes from the finished cells. Its ``metrics.json``
 names the cell's fingerprint (:mod:`ddrm.experiments.records`): a finished cell made with another config is run
 again, and with a records folder each finished cell is also kept there and taken from there on a fresh machine.
+A trained cell stopped by SIGINT / SIGTERM keeps its training state (``state*.pt``) and ``cell.json`` (its
+fingerprint and the seconds it had run): the next run of the command continues that training where it stopped,
+bit-identically on the same machine, instead of starting the cell over.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from ..config.loader import build_config, deep_merge, load_yaml
 from ..config.runs import PretrainConfig, TrainRunConfig
 from ..config.training import EvalConfig
 from ..data.interactions import Interactions
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate
+from ..interrupt import TrainingInterrupted
 from ..io import atomic_path, write_json
 from ..progress import progress
-from ..runs import load_model, run_pretrain, run_train
+from ..runs import STATE_FILES, load_model, run_pretrain, run_train
 from .records import fingerprint, from_npz, load_record, record_path, save_record, to_npz
 
 logger = logging.getLogger(__name__)
@@ -87,18 +91,64 @@ def load_per_user(folder: Path) -> dict[str, np.ndarray]:
         return from_npz({k: z[k] for k in z.files})
 
 
+MARKER = "cell.json"
+
+
+def interrupted_seconds(folder: Path, fp: str | None) -> float | None:
+    """The seconds an interrupted cell in ``folder`` had run when its training state can be continued (a state file
+    and a ``cell.json`` of fingerprint ``fp``); None when the cell has to start over."""
+    marker = folder / MARKER
+    if not marker.is_file() or not any((folder / f).is_file() for f in STATE_FILES):
+        return None
+    try:
+        saved = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return float(saved.get("seconds", 0.0)) if saved.get("fingerprint") == fp else None
+
+
 def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool = True,
              fp: str | None = None, device: str | None = None) -> dict[str, Any]:
     """Run ``cell`` into ``folder`` (unless done, with fingerprint ``fp`` when given) and return its ``metrics.json``
-    payload, which records ``fp``. ``device`` (``cpu``, ``cuda``, ...) replaces the configs' training device and
-    that of a baseline that has one (DiffRec); None keeps them."""
+    payload, which records ``fp``. A trained cell interrupted earlier under the same fingerprint continues its
+    training state; any other unfinished folder starts over. ``device`` (``cpu``, ``cuda``, ...) replaces the
+    configs' training device (a resumed state moves to it) and that of a baseline that has one (DiffRec); None keeps
+    them."""
     if cell_done(folder, fp):
         return json.loads((folder / "metrics.json").read_text())
+    before = interrupted_seconds(folder, fp) if cell.kind != "baseline" else None
+    if before is not None:
+        logger.info("cell %s: continuing its interrupted training (%.0f s already run)", cell.key, before)
+    t0 = time.perf_counter()
+    try:
+        try:
+            payload = _run(cell, folder, data, root, quiet, fp, device, resume=before is not None)
+        except CheckpointError as exc:
+            if before is None:
+                raise
+            logger.warning("cell %s: its training state cannot be continued (%s): starting it over", cell.key, exc)
+            before = None
+            payload = _run(cell, folder, data, root, quiet, fp, device, resume=False)
+    except TrainingInterrupted:
+        write_json(folder / MARKER, {"fingerprint": fp, "seconds": (before or 0.0) + time.perf_counter() - t0})
+        raise
+    payload = {**payload, "cell": cell.key, "labels": cell.labels,
+               "cell_seconds": (before or 0.0) + time.perf_counter() - t0, **({"fingerprint": fp} if fp else {})}
+    write_json(folder / "metrics.json", payload)
+    (folder / MARKER).unlink(missing_ok=True)
+    return payload
+
+
+def _run(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool, fp: str | None,
+         device: str | None, resume: bool) -> dict[str, Any]:
+    """Compute ``cell`` in ``folder`` (a fresh folder unless ``resume``) and return its run payload."""
     folder.mkdir(parents=True, exist_ok=True)
-    _clear(folder)  # an interrupted cell, or one made with another config, starts over
+    if not resume:
+        _clear(folder)  # an interrupted baseline, a state of another config, or a stale run starts over
+        if cell.kind != "baseline":
+            write_json(folder / MARKER, {"fingerprint": fp, "seconds": 0.0})
     where = device or "cpu"
     eval_cfg = EvalConfig(ks=(10, 20, 50, 100))
-    t0 = time.perf_counter()
     if cell.kind == "baseline":
         from ..baselines import build, parameters
 
@@ -124,16 +174,13 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
             if cell.needs is None:
                 raise ConfigError(f"cell {cell.key}: a DDRM cell needs a backend cell.")
             over["backend_checkpoint"] = str(root / cell.needs / "backend.pt")
-            payload = run_train(build_config(TrainRunConfig, overrides=over), quiet=quiet, data=data)
+            payload = run_train(build_config(TrainRunConfig, overrides=over), quiet=quiet, data=data, resume=resume)
         else:
-            payload = run_pretrain(build_config(PretrainConfig, overrides=over), quiet=quiet, data=data)
+            payload = run_pretrain(build_config(PretrainConfig, overrides=over), quiet=quiet, data=data, resume=resume)
         checkpoint = folder / ("ddrm.pt" if cell.kind == "train" else "backend.pt")
         _per_user(load_model(checkpoint, data, where), data, folder, where)
     else:
         raise ConfigError(f"unknown cell kind {cell.kind!r}.")
-    payload = {**payload, "cell": cell.key, "labels": cell.labels, "cell_seconds": time.perf_counter() - t0,
-               **({"fingerprint": fp} if fp else {})}
-    write_json(folder / "metrics.json", payload)
     return payload
 
 
