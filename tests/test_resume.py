@@ -210,3 +210,23 @@ def test_diffrec_trains_in_the_shared_loop_resumable_and_checked(tiny, tmp_path)
     assert resumed.result_.best_valid == straight.result_.best_valid and resumed.result_.epochs_run == 4
     with pytest.raises(NonFiniteLoss, match="diffrec: non-finite loss at epoch 1"):
         diffrec(2, lr=np.inf).fit(tiny)
+
+
+def test_a_signal_taken_by_a_nested_block_stops_the_enclosing_one_too():
+    """A trial's training loop (inner block) takes SIGTERM in its last epoch and ends normally: the study around it
+    (outer block) must still stop."""
+    import os
+
+    from ddrm.interrupt import graceful_signals
+
+    with graceful_signals("stopping the outer") as outer:
+        with graceful_signals("stopping the inner") as inner:
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while not inner.requested and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert inner.signum == signal.SIGTERM and outer.signum == signal.SIGTERM
+    with graceful_signals() as outer:
+        with graceful_signals():
+            pass
+        assert not outer.requested

@@ -51,7 +51,9 @@ def graceful_signals(then: str = "finishing the current step and saving the trai
 
     A second SIGINT while the first is pending raises ``KeyboardInterrupt`` at once (the user insists). Outside the
     main thread (where Python cannot install handlers) the flag is never set and signals behave as usual. The
-    previous handlers are restored on exit.
+    previous handlers are restored on exit, and a signal taken inside a nested block (a trial's training inside
+    ``ddrm tune``) also sets the enclosing block's flag, so a stop requested in a trial's last epoch still stops the
+    study.
     """
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
@@ -64,9 +66,13 @@ def graceful_signals(then: str = "finishing the current step and saving the trai
         flag.signum = signum
         logger.warning("%s received: %s", signal.Signals(signum).name, then)
 
+    handler.stop_flag = flag  # type: ignore[attr-defined]
     previous = {s: signal.signal(s, handler) for s in EXIT_CODES}
     try:
         yield flag
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        outer = getattr(previous.get(flag.signum), "stop_flag", None) if flag.requested else None
+        if outer is not None and not outer.requested:  # a signal this block took is the enclosing block's too
+            outer.signum = flag.signum

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import logging
 import typing
 from collections.abc import Callable
@@ -162,31 +163,38 @@ class Fitter:
     def eval_config(self, cfg: dict[str, Any]) -> EvalConfig:
         return build_config(EvalConfig, overrides=cfg.get("eval", {}))
 
-    def fit(self, cfg: dict[str, Any], report: Report | None = None):
-        """The fitted model of ``cfg`` (``report(epoch, score)`` after every validation of a trained model)."""
+    def fit(self, cfg: dict[str, Any], report: Report | None = None, state: Path | None = None):
+        """The fitted model of ``cfg`` (``report(epoch, score)`` after every validation of a trained model).
+
+        ``state``: the training state file of a trained model (DiffRec included), written every epoch and on SIGINT /
+        SIGTERM, which then raise :class:`~ddrm.interrupt.TrainingInterrupted`; an existing one is continued."""
         if self.spec.kind == "baseline":
-            return self._fit_baseline(cfg, report)
+            return self._fit_baseline(cfg, report, state)
         run_cfg = build_config(self.spec.config_class, overrides=cfg)
         if self.spec.kind == "pretrain":
             from ..backends import Backend
 
             return Backend(run_cfg.backend, run_cfg.train, run_cfg.eval, run_cfg.seed, True).fit(
-                self.data, on_validation=report)
+                self.data, state, on_validation=report)
         from ..model import DDRM
 
         backend = self.backend(run_cfg)
         if not run_cfg.ddrm.freeze_backend:  # joint training changes the backend: every trial gets its own copy
             backend = copy.deepcopy(backend)
         return DDRM(backend, run_cfg.ddrm, run_cfg.train, run_cfg.eval, run_cfg.seed, True).fit(
-            self.data, on_validation=report)
+            self.data, state, on_validation=report)
 
-    def _fit_baseline(self, cfg: dict[str, Any], report: Report | None):
+    def _fit_baseline(self, cfg: dict[str, Any], report: Report | None, state: Path | None = None):
         from ..baselines import build, parameters
 
         params = dict(cfg.get(self.spec.name, {}))
-        if "quiet" in parameters(self.spec.name):
+        accepted = parameters(self.spec.name)
+        if "quiet" in accepted:
             params.setdefault("quiet", True)
-        return build(self.spec.name, **params).fit(self.data, on_validation=report)
+        model = build(self.spec.name, **params)
+        if state is not None and "state_path" in inspect.signature(model.fit).parameters:  # a trained baseline
+            return model.fit(self.data, on_validation=report, state_path=state)
+        return model.fit(self.data, on_validation=report)
 
     def backend(self, run_cfg):
         """DDRM's backend: ``backend_checkpoint``, else fitted once into ``output/backend.pt`` (reused on resume)."""

@@ -23,6 +23,7 @@ from ..io import atomic_open
 
 FORMAT = "ddrm-study-records/1"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+INTERRUPTED = "interrupted by"  # how the error of a trial stopped by a signal begins (ddrm.tuning.study)
 
 
 def _optuna():
@@ -121,7 +122,9 @@ def _frozen(optuna, row: dict[str, Any]):
 def import_studies(path: str | Path, storage) -> dict[str, int]:
     """Load the studies of a records file into ``storage``: each study that the storage lacks (or holds with no
     trial) is created with its user attributes and finished trials; a study that already has trials is left as it
-    is (its own storage is ahead of or beside the file). Returns ``{study name: trials added}``."""
+    is (its own storage is ahead of or beside the file). A trial a signal interrupted that no later trial continues
+    has its parameters enqueued again (its training state stayed with its machine: they run from the start).
+    Returns ``{study name: trials added}``."""
     optuna = _optuna()
     have = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     added = {}
@@ -134,5 +137,10 @@ def import_studies(path: str | Path, storage) -> dict[str, int]:
         for key, value in rec["user_attrs"].items():
             study.set_user_attr(key, value)
         study.add_trials([_frozen(optuna, row) for row in rec["trials"]])
+        continued = {row["user_attrs"].get("continues_trial") for row in rec["trials"]}
+        for row in rec["trials"]:
+            if (row["state"] == "FAIL" and str(row["user_attrs"].get("error", "")).startswith(INTERRUPTED)
+                    and row["number"] not in continued):
+                study.enqueue_trial(row["params"], user_attrs={"continues_trial": row["number"]})
         added[name] = len(rec["trials"])
     return added

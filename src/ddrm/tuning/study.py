@@ -5,7 +5,10 @@
 - Storage: ``sqlite:///<output>/study.db`` by default, so an interrupted run resumes the same study; any Optuna RDB
   URL (``postgresql://...``, ``mysql://...``) or a journal file path lets several processes or machines fill one
   study at once. ``--trials N`` is the study's total of finished (complete + pruned) trials, whoever ran them.
-- Ctrl-C (or SIGTERM) lets the running trial finish, then stops; nothing is half-written.
+- Ctrl-C (or SIGTERM) stops a trained model's trial at once, keeping its training state under
+  ``<output>/trial-states/``: the trial is failed and its parameters enqueued, and the next run of the study (on this
+  storage and output folder) continues that state where it stopped, bit-identically, after reporting to the pruner
+  the validations it had made. A closed-form baseline's trial runs to its end first. Nothing is half-written.
 - At the end, the best trial's config is fitted once more (which must reproduce its validation score), evaluated on
   test once, and written as a complete YAML with ``trials.csv``, a PNG and ``result.json``.
 """
@@ -13,10 +16,12 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
 import re
+import signal
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,6 +38,7 @@ from ..errors import ConfigError, DDRMError
 from ..interrupt import TrainingInterrupted, graceful_signals
 from ..io import atomic_open, atomic_path, write_json
 from .objective import Fitter, ModelSpec, base_config, check_keys, flatten, resolve_model, trial_config
+from .records import INTERRUPTED
 from .space import SearchSpace, load_space, shipped_space_path
 
 logger = logging.getLogger(__name__)
@@ -58,7 +64,8 @@ def open_storage(url: str | None, output: Path, stale_after: int = 600):
 
     An RDB storage records a heartbeat of every running trial; a trial silent for ``stale_after`` seconds (its
     process or machine was killed) is marked failed by the next worker that starts a trial, and its parameters are
-    enqueued once more, so a killed run loses only its running trial's time. A journal file has no heartbeats.
+    enqueued once more, so a killed run loses only its running trial's time since its last epoch (the retry finds
+    the training state it kept, see :func:`trial_state_path`). A journal file has no heartbeats.
 
     Workers that start together on a new storage race to create its schema. For an SQLite file the creation is
     serialised by a lock file beside it; a server database's losing worker sees the schema half-made (a duplicate
@@ -220,6 +227,8 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     done = len(study.get_trials(deepcopy=False, states=finished_states))
     t0 = time.perf_counter()
 
+    cut: list[int] = []  # the trial a signal interrupted (its state kept)
+
     def objective(trial) -> float:
         trial.set_user_attr("worker", opts.worker)
         trial.set_user_attr(BEATS, True)  # a ddrm trial: on an RDB storage it beats, so fail_orphans skips it
@@ -232,19 +241,30 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
                 trial.set_user_attr("pruned_at_epoch", epoch)
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (valid {metric} {score:.4f})")
 
+        state = trial_state_path(output, cfg)
+        before = replay(trial, state, metric)
         start = time.perf_counter()
+        kept = False
         try:
-            model = fitter.fit(cfg, report)
+            model = fitter.fit(cfg, report, state)
             value = fitter.validate(model, cfg)
+        except TrainingInterrupted as exc:  # the state stays for the run that continues this trial
+            kept = True
+            cut.append(trial.number)
+            trial.set_user_attr("error", f"{INTERRUPTED} {signal.Signals(exc.signum).name}; its training state is "
+                                         f"continued by a later run")
+            raise
         except (DDRMError, ValueError) as exc:  # an invalid value or combination, a diverging run: a failed trial
             trial.set_user_attr("error", str(exc))
             logger.warning("trial %d failed: %s", trial.number, exc)
             value = math.nan
         finally:
-            trial.set_user_attr("seconds", time.perf_counter() - start)
+            trial.set_user_attr("seconds", before + time.perf_counter() - start)
+            if not kept:
+                state.unlink(missing_ok=True)
         return value
 
-    with graceful_signals("finishing the running trial, then stopping the study") as stop:
+    with graceful_signals("stopping the study after the running trial (a trained model's keeps its state)") as stop:
         def after_trial(st, trial) -> None:
             value = f"{trial.value:.4f}" if trial.value is not None and not math.isnan(trial.value) else "-"
             best = _best_value(st)
@@ -259,15 +279,26 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
         if remaining > 0:
             logger.info("study %s: %d trials finished, running up to %d more (%s)", study_name, done, remaining,
                         space.source)
-            study.optimize(objective, n_trials=remaining, timeout=opts.timeout, gc_after_trial=True,
-                           callbacks=[after_trial,
-                                      optuna.study.MaxTrialsCallback(budget, states=finished_states)])
+            try:
+                study.optimize(objective, n_trials=remaining, timeout=opts.timeout, gc_after_trial=True,
+                               callbacks=[after_trial,
+                                          optuna.study.MaxTrialsCallback(budget, states=finished_states)])
+            except TrainingInterrupted as exc:  # Optuna failed the trial; its parameters run next, from its state
+                stopped = next(t for t in study.get_trials(deepcopy=False) if t.number == cut[0])
+                study.enqueue_trial(stopped.params, user_attrs={"continues_trial": cut[0]})
+                stop.signum = exc.signum
     trials = study.get_trials(deepcopy=False)
     write_trials_csv(output / "trials.csv", trials, space)
+    if cut:
+        raise TrainingInterrupted(f"tuning stopped by {stop.name} during trial {cut[0]}, whose training state is "
+                                  f"kept and continued by the next run; {output / 'trials.csv'} lists the finished "
+                                  f"trials", stop.signum, str(output))
     if stop.requested:
         raise TrainingInterrupted(f"tuning stopped by {stop.name} after trial {trials[-1].number if trials else 0}; "
                                   f"{output / 'trials.csv'} lists the finished trials", stop.signum, str(output))
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+    counts["interrupted"] = sum(str(t.user_attrs.get("error", "")).startswith(INTERRUPTED) for t in trials)
+    counts["fail"] -= counts["interrupted"]  # interrupted trials are continued, not failed by their parameters
     payload: dict[str, Any] = {
         "command": "tune", "model": spec.name, "study": study_name, "storage": storage_shown, "metric": metric, "space": space.describe(), "space_file": space.source,
         "trials": counts, "budget": budget, "pruner": opts.pruner,
@@ -306,6 +337,42 @@ def check_identity(study, name: str, shown: str, identity: dict[str, Any], setti
                               f"was made with {key} {seen!r}, not {value!r}; choose another --study or --output.")
 
 
+STATES = "trial-states"
+
+
+def trial_state_path(output: Path, cfg: dict[str, Any]) -> Path:
+    """Where a trial of config ``cfg`` keeps its training state: named by a digest of the whole config, so a trial
+    run again with the same parameters (enqueued after an interruption, or retried after its worker was killed)
+    finds it, and one of another base config does not."""
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return output / STATES / f"{digest}.pt"
+
+
+def replay(trial, state: Path, metric: str) -> float:
+    """Before a trial continues the training state ``state`` (when there is one): report to the pruner the
+    validations the interrupted run made (it judged them then), note where it resumes, and return the seconds that
+    run had trained. A state that cannot be read is removed, with a warning, and the trial starts over."""
+    if not state.is_file():
+        state.parent.mkdir(parents=True, exist_ok=True)
+        return 0.0
+    from ..checkpoint import load_checkpoint
+
+    try:
+        result = load_checkpoint(state, "train_state")["result"]
+    except (DDRMError, KeyError) as exc:
+        logger.warning("trial %d: its training state %s cannot be continued (%s): starting over", trial.number,
+                       state, exc)
+        state.unlink(missing_ok=True)
+        return 0.0
+    for entry in result.get("history", []):
+        if "valid" in entry:
+            trial.report(float(entry["valid"][metric]), int(entry["epoch"]))
+    trial.set_user_attr("resumed_at_epoch", int(result.get("epochs_run", 0)) + 1)
+    logger.info("trial %d: continuing the training state %s after epoch %d", trial.number, state,
+                result.get("epochs_run", 0))
+    return float(result.get("seconds", 0.0))
+
+
 def _best_value(study) -> float | None:
     try:
         return float(study.best_value)
@@ -335,7 +402,9 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
     header = [f"# {spec.name} on {fitter.data.name}, tuned by: {command}" if command else
               f"# {spec.name} on {fitter.data.name}, tuned with ddrm tune",
               f"# budget: {payload['budget']} trials ({payload['trials'].get('complete', 0)} complete, "
-              f"{payload['trials'].get('pruned', 0)} pruned, {payload['trials'].get('fail', 0)} failed), "
+              f"{payload['trials'].get('pruned', 0)} pruned, {payload['trials'].get('fail', 0)} failed"
+              + (f", {payload['trials']['interrupted']} interrupted and continued"
+                 if payload["trials"].get("interrupted") else "") + "), "
               f"TPE seed {payload['seed']}, pruner {payload['pruner']}"
               + (f" from epoch {payload['prune_after']}" if payload["prune_after"] else "")
               + f", space {payload['space_file']}",
