@@ -99,7 +99,8 @@ def test_resume_continues_the_same_study_without_replaying_trials(tmp_path, caps
 def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_identically(tmp_path, capsys):
     """SIGINT mid-trial saves the trial's training state and stops at once; the trial is failed (said to be
     interrupted) and its parameters enqueued; the rerun continues that state, after replaying its validations to the
-    pruner, and ends exactly where an uninterrupted trial of the same parameters ends."""
+    pruner, and ends exactly where an uninterrupted trial of the same parameters ends. The refit of the best trial
+    is stopped and continued the same way, and still reproduces the trial exactly."""
     import optuna
 
     long = [*MF, "--set", "train.epochs=60", "--set", "train.patience=100", "--pruner", "none", "--no-final"]
@@ -129,6 +130,25 @@ def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_id
     assert done.user_attrs["continues_trial"] == 0 and done.user_attrs["resumed_at_epoch"] > 1
     assert done.intermediate_values == first.intermediate_values  # replayed, then reported as it went on
     assert not list(out.glob("trial-states/*.pt"))  # removed once the trial ended
+
+    # the refit of the best trial (the study is full) is stopped and continued the same way
+    refit = [*cmd[:cmd.index("--no-final")], *cmd[cmd.index("--no-final") + 1:]]
+    refit[refit.index(str(out))] = str(tmp_path / "ref")
+    proc = subprocess.Popen(refit, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(tmp_path.glob("ref/trial-states/*.pt")):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the refit ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Run the same command again" in err, err
+    assert not (tmp_path / "ref" / "best.yaml").exists()
+    assert main(["tune", "--model", "mf", *long[:long.index("--no-final")], "--trials", "1", "--output",
+                 str(tmp_path / "ref"), "--json"]) == 0
+    done, log = capsys.readouterr()
+    assert "refit: continuing its training state" in log
+    assert json.loads(done)["refit_valid"] == ref["best"]["valid"]  # bit-identical to the trial
+    assert not list(tmp_path.glob("ref/trial-states/*.pt"))
 
 
 def test_two_workers_fill_one_sqlite_study(tmp_path):

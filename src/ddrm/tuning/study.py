@@ -383,12 +383,18 @@ def _best_value(study) -> float | None:
 def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchSpace, params: dict[str, Any],
            best_valid: float, output: Path, payload: dict[str, Any], command: str) -> dict[str, Any]:
     """Refit the best config once, check it reproduces the trial's validation score, evaluate test once, and write
-    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts)."""
+    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts). The refit keeps a training state like
+    a trial's: SIGINT / SIGTERM stop it, and the next run of the study continues it."""
     from ..runs import evaluate_splits
 
     cfg = trial_config(spec, base, space.fixed, params)
     t0 = time.perf_counter()
-    model = fitter.fit(cfg)
+    state = trial_state_path(output, cfg)  # a refit stopped by a signal is continued by the next run
+    state.parent.mkdir(parents=True, exist_ok=True)
+    if state.is_file():
+        logger.info("refit: continuing its training state %s", state)
+    model = fitter.fit(cfg, state=state)
+    state.unlink(missing_ok=True)
     fit_seconds = time.perf_counter() - t0
     ev = fitter.eval_config(cfg)
     metrics = evaluate_splits(model, fitter.data, ev, getattr(model, "device_", "cpu"))
