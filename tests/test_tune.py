@@ -241,6 +241,8 @@ def test_ddrm_on_a_tuned_backbone_trains_that_backend(tmp_path, capsys):
            "--trials", "2", "--output", str(tmp_path / "d")], capsys)
     best, tuned = (yaml.safe_load(f.read_text()) for f in (tmp_path / "d" / "best.yaml", backbone))
     assert best["backend"] == tuned["backend"] and best["pretrain"] == tuned["train"]
+    assert (tmp_path / "d" / "backend.pt").is_file() and not (tmp_path / "d" / "state-backend.pt").exists()
+    assert not list((tmp_path / "d").glob("trial-states/*.pt"))  # every trial's and the refit's state removed
     assert main(["evaluate", "--checkpoint", best["backend_checkpoint"], "--json", "--quiet"]) == 0
     ev = json.loads(capsys.readouterr().out)  # the backend trained here is the tuned one: its validation metric
     assert ev["metrics"]["valid"]["recall@20"] == pytest.approx(mf["refit_valid"], rel=1e-6)

@@ -139,6 +139,7 @@ def get_backend(cfg: TrainRunConfig, data: Interactions, quiet: bool = False, fo
     backend = Backend(cfg.backend, cfg.pretrain, cfg.eval, cfg.seed, quiet).fit(data, state)
     if folder is not None and distributed.is_main():
         backend.save(folder / "backend.pt", data, to_dict(cfg))
+        (folder / "state-backend.pt").unlink(missing_ok=True)  # backend.pt is what a resumed run reloads
     return backend
 
 
