@@ -9,11 +9,11 @@ sessions. ``--workers`` processes share each study (``--worker K --no-final``); 
 at once, each with ``cores / parallel`` torch threads, the studies with the fewest trials left first. When a study's
 workers have stopped and its budget is full, one more ``ddrm tune`` (no trial left to run) refits the best trial,
 evaluates it on test once and writes ``best.yaml``; a refit starts before new workers (its best.yaml may be the
-backbone a DDRM study waits for). At ``--minutes`` every worker is sent SIGTERM (a trained model's trial keeps its training state
-and stops; the next run continues it) and, ``--grace`` minutes later, SIGKILL (a refit or a closed-form trial still
-running): a killed trial is failed by the next run's heartbeat check (``--stale-after``) and its parameters run
-again. ``--status`` only reports; ``--install configs`` copies each finished study's
-best.yaml to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON
+backbone a DDRM study waits for). At ``--minutes`` every worker is sent SIGTERM (a trained model's trial or refit
+keeps its training state and stops; the next run continues it) and, ``--grace`` minutes later, SIGKILL (a
+closed-form trial or an evaluation still running): a killed trial is failed by the next run's heartbeat check
+(``--stale-after``) and its parameters run again. ``--status`` only reports; ``--install configs`` copies each
+finished study's best.yaml to ``configs/<dataset>/tuned/<name>.yaml`` (paths made relative to the repository). Prints one JSON
 object: per study its finished trials, best validation value, whether ``best.yaml`` is written and whether its tuned
 config is installed.
 

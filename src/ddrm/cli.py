@@ -567,11 +567,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.backbone is not None and spec.kind != "train":
         raise UsageError(f"--backbone is for --model ddrm (the backend DDRM runs on), not {args.model}.")
     file_cfg = _backbone(args, _config_file(args))
-    try:
-        p = tune(opts, file_cfg, _data_flags(args, args.data), overrides, "ddrm " + shlex.join(args.argv))
-    except TrainingInterrupted as exc:
-        sys.stderr.write(f"ddrm: {exc}. Run the same command again to continue the study.\n")
-        return exc.exit_code
+    p = tune(opts, file_cfg, _data_flags(args, args.data), overrides, "ddrm " + shlex.join(args.argv))
     best = p["best"]
     lines = [f"{p['model']} on {p['data']['name']}: study {p['study']} ({p['storage']}), "
              + ", ".join(f"{v} {k}" for k, v in p["trials"].items() if v) + f", {p['seconds']:.0f} s",
@@ -694,9 +690,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ[FORCE_ENV] = "1"
         return HANDLERS[key](args)
     except TrainingInterrupted as exc:
-        how = ("Run the same command again to continue: finished cells are kept and this one resumes from its state"
-               if args.command == "experiment" else
-               f"Continue with: ddrm {args.command} --resume {exc.run_dir or '<run folder>'}")
+        how = exc.how or f"Continue with: ddrm {args.command} --resume {exc.run_dir or '<run folder>'}"
         sys.stderr.write(f"ddrm: {exc}. {how}\n")
         return exc.exit_code
     except DDRMError as exc:

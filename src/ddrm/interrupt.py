@@ -19,13 +19,15 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 class TrainingInterrupted(DDRMError):
     """Training stopped on a signal after saving its state; ``exit_code`` is 130 (SIGINT) or 143 (SIGTERM).
 
-    ``run_dir`` is the folder holding the state (what ``--resume`` takes).
+    ``run_dir`` is the folder holding the state (what ``--resume`` takes). ``how`` tells how to continue, set by the
+    layer that orchestrates the run when that is not ``--resume run_dir`` (an experiment cell, a tuning study).
     """
 
-    def __init__(self, message: str, signum: int, run_dir: str | None = None) -> None:
+    def __init__(self, message: str, signum: int, run_dir: str | None = None, how: str | None = None) -> None:
         super().__init__(message)
         self.signum = signum
         self.run_dir = run_dir
+        self.how = how
         self.exit_code = EXIT_CODES.get(signum, 130)
 
 

@@ -129,8 +129,9 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
             logger.warning("cell %s: its training state cannot be continued (%s): starting it over", cell.key, exc)
             before = None
             payload = _run(cell, folder, data, root, quiet, fp, device, resume=False)
-    except TrainingInterrupted:
+    except TrainingInterrupted as exc:
         write_json(folder / MARKER, {"fingerprint": fp, "seconds": (before or 0.0) + time.perf_counter() - t0})
+        exc.how = "Run the same command again to continue: finished cells are kept and this one resumes from its state"
         raise
     payload = {**payload, "cell": cell.key, "labels": cell.labels,
                "cell_seconds": (before or 0.0) + time.perf_counter() - t0, **({"fingerprint": fp} if fp else {})}

@@ -188,8 +188,7 @@ class Fitter:
         from ..baselines import build, parameters
 
         params = dict(cfg.get(self.spec.name, {}))
-        accepted = parameters(self.spec.name)
-        if "quiet" in accepted:
+        if "quiet" in parameters(self.spec.name):
             params.setdefault("quiet", True)
         model = build(self.spec.name, **params)
         if state is not None and "state_path" in inspect.signature(model.fit).parameters:  # a trained baseline

@@ -292,10 +292,10 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     if cut:
         raise TrainingInterrupted(f"tuning stopped by {stop.name} during trial {cut[0]}, whose training state is "
                                   f"kept and continued by the next run; {output / 'trials.csv'} lists the finished "
-                                  f"trials", stop.signum, str(output))
+                                  f"trials", stop.signum, str(output), RERUN)
     if stop.requested:
         raise TrainingInterrupted(f"tuning stopped by {stop.name} after trial {trials[-1].number if trials else 0}; "
-                                  f"{output / 'trials.csv'} lists the finished trials", stop.signum, str(output))
+                                  f"{output / 'trials.csv'} lists the finished trials", stop.signum, str(output), RERUN)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
     counts["interrupted"] = sum(str(t.user_attrs.get("error", "")).startswith(INTERRUPTED) for t in trials)
     counts["fail"] -= counts["interrupted"]  # interrupted trials are continued, not failed by their parameters
@@ -314,7 +314,11 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
                        "seconds": best.user_attrs.get("seconds")}
     payload["plot"] = write_plot(study, output / "importance.png")
     if opts.final:
-        payload.update(finish(fitter, spec, base, space, best_params, best.value, output, payload, command))
+        try:
+            payload.update(finish(fitter, spec, base, space, best_params, best.value, output, payload, command))
+        except TrainingInterrupted as exc:  # the refit's state is kept: the next run continues it
+            exc.how = RERUN
+            raise
     write_json(output / "result.json", payload)
     return payload
 
@@ -338,6 +342,7 @@ def check_identity(study, name: str, shown: str, identity: dict[str, Any], setti
 
 
 STATES = "trial-states"
+RERUN = "Run the same command again to continue the study."
 
 
 def trial_state_path(output: Path, cfg: dict[str, Any]) -> Path:
@@ -345,6 +350,7 @@ def trial_state_path(output: Path, cfg: dict[str, Any]) -> Path:
     run again with the same parameters (enqueued after an interruption, or retried after its worker was killed)
     finds it, and one of another base config does not."""
     digest = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    (output / STATES).mkdir(parents=True, exist_ok=True)
     return output / STATES / f"{digest}.pt"
 
 
@@ -353,7 +359,6 @@ def replay(trial, state: Path, metric: str) -> float:
     validations the interrupted run made (it judged them then), note where it resumes, and return the seconds that
     run had trained. A state that cannot be read is removed, with a warning, and the trial starts over."""
     if not state.is_file():
-        state.parent.mkdir(parents=True, exist_ok=True)
         return 0.0
     from ..checkpoint import load_checkpoint
 
@@ -390,7 +395,6 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
     cfg = trial_config(spec, base, space.fixed, params)
     t0 = time.perf_counter()
     state = trial_state_path(output, cfg)  # a refit stopped by a signal is continued by the next run
-    state.parent.mkdir(parents=True, exist_ok=True)
     if state.is_file():
         logger.info("refit: continuing its training state %s", state)
     model = fitter.fit(cfg, state=state)
