@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
 from ddrm.cli import main
 from ddrm.errors import ConfigError
@@ -143,11 +144,16 @@ def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_id
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "Run the same command again" in err, err
     assert not (tmp_path / "ref" / "best.yaml").exists()
+    kept = next(tmp_path.glob("ref/trial-states/*.pt"))  # mark the stopped part as 1000 s long: refit_seconds adds it
+    payload = torch.load(kept, weights_only=True)
+    payload["result"]["seconds"] += 1000.0
+    torch.save(payload, kept)
     assert main(["tune", "--model", "mf", *long[:long.index("--no-final")], "--trials", "1", "--output",
                  str(tmp_path / "ref"), "--json"]) == 0
     done, log = capsys.readouterr()
     assert "refit: continuing its training state" in log
     assert json.loads(done)["refit_valid"] == ref["best"]["valid"]  # bit-identical to the trial
+    assert json.loads(done)["refit_seconds"] > 1000.0  # both parts of the refit, not the last one only
     assert not list(tmp_path.glob("ref/trial-states/*.pt"))
 
 

@@ -358,16 +358,8 @@ def replay(trial, state: Path, metric: str) -> float:
     """Before a trial continues the training state ``state`` (when there is one): report to the pruner the
     validations the interrupted run made (it judged them then), note where it resumes, and return the seconds that
     run had trained. A state that cannot be read is removed, with a warning, and the trial starts over."""
-    if not state.is_file():
-        return 0.0
-    from ..checkpoint import load_checkpoint
-
-    try:
-        result = load_checkpoint(state, "train_state")["result"]
-    except (DDRMError, KeyError) as exc:
-        logger.warning("trial %d: its training state %s cannot be continued (%s): starting over", trial.number,
-                       state, exc)
-        state.unlink(missing_ok=True)
+    result = kept_result(state, f"trial {trial.number}")
+    if result is None:
         return 0.0
     for entry in result.get("history", []):
         if "valid" in entry:
@@ -376,6 +368,22 @@ def replay(trial, state: Path, metric: str) -> float:
     logger.info("trial %d: continuing the training state %s after epoch %d", trial.number, state,
                 result.get("epochs_run", 0))
     return float(result.get("seconds", 0.0))
+
+
+def kept_result(state: Path, who: str) -> dict[str, Any] | None:
+    """The training result (history, epochs run, seconds trained) saved in the kept training state ``state``, or
+    None when there is none; a state that cannot be read is removed, with a warning naming ``who`` owned it, and
+    the training starts over."""
+    if not state.is_file():
+        return None
+    from ..checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(state, "train_state")["result"]
+    except (DDRMError, KeyError) as exc:
+        logger.warning("%s: its training state %s cannot be continued (%s): starting over", who, state, exc)
+        state.unlink(missing_ok=True)
+        return None
 
 
 def _best_value(study) -> float | None:
@@ -393,13 +401,14 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
     from ..runs import evaluate_splits
 
     cfg = trial_config(spec, base, space.fixed, params)
-    t0 = time.perf_counter()
     state = trial_state_path(output, cfg)  # a refit stopped by a signal is continued by the next run
-    if state.is_file():
+    kept = kept_result(state, "refit")
+    if kept is not None:
         logger.info("refit: continuing its training state %s", state)
+    t0 = time.perf_counter()
     model = fitter.fit(cfg, state=state)
     state.unlink(missing_ok=True)
-    fit_seconds = time.perf_counter() - t0
+    fit_seconds = float(kept.get("seconds", 0.0) if kept else 0.0) + time.perf_counter() - t0  # every part's
     ev = fitter.eval_config(cfg)
     metrics = evaluate_splits(model, fitter.data, ev, getattr(model, "device_", "cpu"))
     valid = metrics["valid"][ev.metric]
