@@ -350,6 +350,53 @@ def test_experiment_cells_outlive_their_machine_through_records(capsys, tmp_path
     assert f"{damaged}: not a readable cell record" in err and err.count("\n") == 1, err
 
 
+def test_finished_only_assembles_the_table_from_finished_cells_and_runs_none(capsys, tmp_path, monkeypatch):
+    """--finished-only builds the table from the cells finished here or recorded, without running a cell or loading
+    data: a row shows the seeds it has and names the others as not run yet, and its comparisons pair the seeds both
+    sides have; the same command without the flag then runs just the missing cell and gives the full table."""
+    from ddrm.experiments import Setup
+    from ddrm.experiments.report import paired_test
+    from ddrm.machine import machine_info
+
+    records = tmp_path / "records"
+    base = ["experiment", "table", "--quick", "--backends", "mf", "--baselines", "ease", "--methods", "backend",
+            "tce", "--seeds", "2", "--records", str(records), "--json", "--quiet"]
+    assert main([*base, "--output", str(tmp_path / "full")]) == 0
+    full = {r["model"]: r for r in json.loads(capsys.readouterr().out)["rows"]}
+    for p in records.rglob("synthetic/mf-tce/seed1-*.npz"):  # the worker meant to run it has not yet
+        p.unlink()
+
+    def no_data(self, section):
+        raise AssertionError("--finished-only loaded data")
+
+    monkeypatch.setattr(Setup, "data", no_data)
+    part, results = tmp_path / "part", tmp_path / "RESULTS.md"
+    assert main([*base, "--output", str(part), "--finished-only", "--results", str(results)]) == 0
+    p = json.loads(capsys.readouterr().out)
+    rows = {r["model"]: r for r in p["rows"]}
+    assert p["not_run"] == 1 and not (part / "cells/synthetic/mf-tce/seed1/metrics.json").exists()
+    assert rows["MF"] == full["MF"] and rows["EASE"] == full["EASE"]
+    cells = tmp_path / "full" / "cells" / "synthetic"
+    seed0 = {m: json.loads((cells / m / "seed0" / "metrics.json").read_text())["metrics"]["test"]
+             for m in ("mf", "mf-tce")}
+    tce = rows["MF + T-CE"]
+    assert tce["n_seeds"] == 1 and tce["missing_seeds"] == [1] and tce["error"] == "not run yet"
+    assert tce["recall@20"] == seed0["mf-tce"]["recall@20"]
+    assert tce["vs_backend_seeds"] == [0] and tce["vs_backend_recall@20"] == pytest.approx(
+        seed0["mf-tce"]["recall@20"] / seed0["mf"]["recall@20"] - 1)
+    assert tce["p_value_recall@20"] == paired_test(cells, ["mf-tce/seed0"], ["mf/seed0"])[1]
+    assert tce["vs_best_baseline_seeds"] == [0] and tce["best_baseline"] == "EASE"
+    line = next(x for x in p["markdown"].splitlines() if "| MF + T-CE |" in x)
+    assert "(seed 0); seed 1 not run yet" in line and line.count("(seed 0)") == 2, line
+    block = results.read_text()
+    assert "6 cells, 1 of them not run yet" in block and "Machine:" not in block
+    assert f"Assembled from finished cells, none run here; the cells ran on: {machine_info()['cpu']} (5)." in block
+    monkeypatch.undo()
+    assert main([*base, "--output", str(part)]) == 0  # runs the missing cell only
+    assert {r["model"]: r for r in json.loads(capsys.readouterr().out)["rows"]} == full
+    assert sorted(c.parent.name for c in part.rglob("backend.pt")) == ["seed1"]
+
+
 INTERRUPTIBLE = (
     "data: {name: synthetic, synthetic: {n_users: 600, n_items: 200, mean_items: 20}}\n"
     "backend: {name: mf, dim: 16, reg: 0.001}\n"

@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp_common.add_argument("--records", default=None, metavar="DIR",
                             help="keep each finished cell as one file in DIR (commit or sync it) and take cells "
                                  "from there before running them: an experiment that outlives its machine")
+    exp_common.add_argument("--finished-only", action="store_true",
+                            help="run no cell and load no data: build the outcome from the cells already finished "
+                                 "(in the output folder or, with --records, in DIR); a row shows the seeds it has "
+                                 "and names those not run yet")
     exp_common.add_argument("--results", default=None, metavar="FILE",
                             help="also write this experiment's block (command, table, plot) into a Markdown file, "
                                  "e.g. docs/RESULTS.md, replacing only its own previous block")
@@ -607,7 +611,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         raise UsageError("--ddrm-epochs must be >= 1.")
     setup = experiments.Setup(configs=Path(args.configs), root=args.data_root, quick=args.quick, quiet=args.quiet,
                               ddrm_epochs=args.ddrm_epochs, tuned=getattr(args, "tuned", False),
-                              records=Path(args.records) if args.records else None, device=_device(args.device))
+                              records=Path(args.records) if args.records else None, device=_device(args.device),
+                              finished_only=args.finished_only)
     if args.quick:  # tiny synthetic data stands in for every dataset
         args.datasets, args.dataset = ["synthetic"], "synthetic"
     out = Path(args.output or f"runs/experiments/{args.experiment}{'-quick' if args.quick else ''}"
@@ -629,7 +634,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     else:
         p = experiments.ablation(args.dataset, args.backend, args.seeds, args.steps, out, setup, args.variants)
         text = p["markdown"] + f"\nplot: {p['plot']}"
-    p["seconds"] = time.perf_counter() - t0
+    p["seconds"], p["finished_only"] = time.perf_counter() - t0, args.finished_only
     if args.results:
         import shlex
 
@@ -642,7 +647,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                     f"{args.dataset}, {args.backend} backend")
         p["results"] = str(update_results(Path(args.results), out.name, what, p,
                                           "ddrm " + shlex.join(getattr(args, "argv", []))))
-    _emit(args, p, text + f"\n{p['cells']} cells in {out} ({p['seconds']:.0f} s)"
+    _emit(args, p, text + f"\n{p['cells']} cells in {out} ({p['seconds']:.0f} s"
+          + (f"; {p['not_run']} not run yet" if p["not_run"] else "") + ")"
           + (f"; block {out.name!r} written to {p['results']}" if args.results else ""))
     return 0
 

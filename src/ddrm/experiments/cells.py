@@ -31,6 +31,7 @@ from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate
 from ..interrupt import TrainingInterrupted
 from ..io import atomic_path, write_json
+from ..machine import machine_info
 from ..progress import progress
 from ..runs import STATE_FILES, load_model, run_pretrain, run_train
 from .records import fingerprint, from_npz, load_record, record_path, save_record, to_npz
@@ -133,11 +134,18 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
         write_json(folder / MARKER, {"fingerprint": fp, "seconds": (before or 0.0) + time.perf_counter() - t0})
         exc.how = "Run the same command again to continue: finished cells are kept and this one resumes from its state"
         raise
-    payload = {**payload, "cell": cell.key, "labels": cell.labels,
+    payload = {**payload, "cell": cell.key, "labels": cell.labels, "machine": _machine(str(payload.get("device"))),
                "cell_seconds": (before or 0.0) + time.perf_counter() - t0, **({"fingerprint": fp} if fp else {})}
     write_json(folder / "metrics.json", payload)
     (folder / MARKER).unlink(missing_ok=True)
     return payload
+
+
+def _machine(device: str) -> str:
+    """What a cell ran on, for tables assembled from cells of several machines: the CPU's model, and the GPU's
+    when it trained on one."""
+    m = machine_info()
+    return f"{m['cpu']}, {m['cuda']}" if device.startswith("cuda") and m["cuda"] else str(m["cpu"])
 
 
 def _run(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool, fp: str | None,
@@ -206,8 +214,12 @@ def restore_cell(folder: Path, path: Path) -> bool:
     return True
 
 
+NOT_RUN = "not run yet"  # the error of a cell left out by ``finished_only``
+
+
 def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interactions], quiet: bool = True,
-              records: Path | None = None, device: str | None = None) -> dict[str, dict[str, Any]]:
+              records: Path | None = None, device: str | None = None, finished_only: bool = False
+              ) -> dict[str, dict[str, Any]]:
     """Run every cell (dependencies first, as listed), skipping finished ones; logs progress and an ETA.
 
     A cell folder finished under another fingerprint (another config) is run again. With ``records`` (see
@@ -215,7 +227,8 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
     run here (or finished here under its fingerprint but not recorded yet) is recorded there. A DDRM cell to run
     whose backend cell came from a record (no ``backend.pt``) trains that backend again first, replacing its
     record's numbers (the same on the same kind of CPU). ``device``: see :func:`run_cell` (not part of a cell's
-    fingerprint, like the CPU's model)."""
+    fingerprint, like the CPU's model). ``finished_only``: run nothing and load no data; a cell neither finished
+    here nor recorded gets the error :data:`NOT_RUN` (an experiment assembled from what workers have finished)."""
     fps, by_key = cell_fingerprints(cells), {c.key: c for c in cells}
 
     def done(c: Cell) -> bool:
@@ -223,7 +236,8 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
                                                        and record_path(records, c.key, fps[c.key]).is_file())
 
     todo = [c for c in cells if not done(c)]
-    logger.info("%d cells, %d already finished, %d to run", len(cells), len(cells) - len(todo), len(todo))
+    logger.info("%d cells, %d already finished, %d %s", len(cells), len(cells) - len(todo), len(todo),
+                "not run yet (left out: finished cells only)" if finished_only else "to run")
     results: dict[str, dict[str, Any]] = {}
     spent: dict[tuple[str, str], list[float]] = {}
     bar = progress(cells, desc="cells", quiet=quiet)
@@ -233,16 +247,22 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
                                                                                                   fp)):
             logger.info("cell %s: taken from its record in %s", cell.key, records)
         fresh = not cell_done(folder, fp)
-        if fresh and (folder / "metrics.json").is_file():
+        if not fresh:  # read back: no data needed
+            results[cell.key] = json.loads((folder / "metrics.json").read_text())
+        elif finished_only:
+            results[cell.key] = {"error": NOT_RUN}
+            continue
+        elif (folder / "metrics.json").is_file():
             logger.warning("cell %s was run with another config: running it again", cell.key)
         t0 = time.perf_counter()
-        if cell.needs is not None and "error" in results.get(cell.needs, {}):
+        if fresh and cell.needs is not None and "error" in results.get(cell.needs, {}):
             results[cell.key] = {"error": f"needs {cell.needs}, which failed"}
             continue
         try:
             if fresh and cell.needs is not None and not (root / cell.needs / "backend.pt").is_file():
                 results[cell.needs] = _retrain(by_key[cell.needs], root, data_for, fps[cell.needs], records, device)
-            results[cell.key] = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp, device=device)
+            if fresh:
+                results[cell.key] = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp, device=device)
         except ConfigError as exc:  # e.g. EASE refusing a catalogue too large for its dense matrix
             logger.warning("cell %s skipped: %s", cell.key, exc)
             results[cell.key] = {"error": str(exc)}
@@ -312,5 +332,5 @@ def load_run_config(configs: Path, dataset: str, name: str) -> dict[str, Any]:
     return deep_merge(cfg, {"data": {"name": dataset}})
 
 
-__all__ = ["Cell", "run_cell", "run_cells", "cell_fingerprints", "restore_cell", "load_per_user", "load_run_config",
+__all__ = ["Cell", "NOT_RUN", "run_cell", "run_cells", "cell_fingerprints", "restore_cell", "load_per_user", "load_run_config",
            "KS", "BASELINE_NAMES"]

@@ -77,7 +77,9 @@ def relative(new: dict[str, Any], old: dict[str, Any], metric: str) -> float:
 
 
 def fmt_gain(recall: float, ndcg: float) -> str:
-    """Relative gains on Recall@20 and NDCG@20 as ``+3.1 % / +2.8 %``."""
+    """Relative gains on Recall@20 and NDCG@20 as ``+3.1 % / +2.8 %`` (``–`` where a side has no finished cell)."""
+    if math.isnan(recall) or math.isnan(ndcg):
+        return "–"
     return f"{100 * recall:+.1f} % / {100 * ndcg:+.1f} %"
 
 
@@ -93,7 +95,8 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str]) ->
         w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({c: (f"{v:.6g}" if isinstance(v, float) else v) for c, v in r.items() if c in columns})
+            w.writerow({c: (f"{v:.6g}" if isinstance(v, float) else " ".join(map(str, v)) if isinstance(v, list)
+                            else v) for c, v in r.items() if c in columns})
 
 
 def markdown(rows: list[dict[str, Any]], columns: Sequence[str], headers: Sequence[str] | None = None) -> str:

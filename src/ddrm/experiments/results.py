@@ -56,6 +56,15 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
+def _where(payload: dict[str, Any]) -> str:
+    """The machine sentence of a block: this one's, or for a block assembled from finished cells (which may have
+    run on several machines), where the cells ran as far as they recorded it."""
+    if not payload.get("finished_only"):
+        return f"Machine: {machine_line()}."
+    ran = "; ".join(f"{m} ({n})" for m, n in sorted(payload.get("machines", {}).items()))
+    return f"Assembled from finished cells, none run here; the cells ran on: {ran or 'none yet'}."
+
+
 def block_body(payload: dict[str, Any], command: str, plot_name: str | None) -> str:
     """The Markdown of one block: command, provenance line, table, plot link."""
     spent = payload.get("cell_seconds", {})
@@ -65,9 +74,11 @@ def block_body(payload: dict[str, Any], command: str, plot_name: str | None) -> 
         by_model[model] = by_model.get(model, 0.0) + s
     detail = ", ".join(f"{m} {_minutes(s)}" for m, s in by_model.items())
     lines = ["```bash", command, "```", "",
-             f"Seeds 0..{payload['seeds'] - 1}; {payload['cells']} cells, {_minutes(sum(spent.values()))} of compute "
-             f"when they ran ({detail}). Machine: {machine_line()}. Block written "
-             f"{_dt.date.today().isoformat()} by `ddrm experiment`; test split, full ranking, selection on "
+             f"Seeds 0..{payload['seeds'] - 1}; {payload['cells']} cells"
+             + (f", {payload['not_run']} of them not run yet (each row shows the seeds it has; its note names the "
+                f"missing ones)" if payload.get("not_run") else "")
+             + f", {_minutes(sum(spent.values()))} of compute when they ran ({detail}). {_where(payload)} Block "
+             f"written {_dt.date.today().isoformat()} by `ddrm experiment`; test split, full ranking, selection on "
              f"validation.", "", payload["markdown"]]
     if plot_name:
         lines += ["", f"![{payload['experiment']} plot]({plot_name})"]

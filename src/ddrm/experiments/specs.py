@@ -21,7 +21,7 @@ from ..config.loader import deep_merge, load_yaml
 from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..presets import preset
-from .cells import BASELINE_NAMES, Cell, load_run_config, run_cells
+from .cells import BASELINE_NAMES, NOT_RUN, Cell, load_run_config, run_cells
 from .report import (
     METRICS,
     bar_plot,
@@ -62,6 +62,7 @@ class Setup:
     tuned: bool = False
     records: Path | None = None  # cell records (ddrm.experiments.records): read before running, written after
     device: str | None = None  # where the cells train and evaluate (None: as their configs say)
+    finished_only: bool = False  # run no cell: assemble the outcome from the finished / recorded ones
     data_cache: dict[str, Interactions] = field(default_factory=dict)
     quick_settings: dict[str, Any] = field(default_factory=lambda: preset("quick"))
 
@@ -175,7 +176,7 @@ def _backend_cells(setup: Setup, dataset: str, backend: str, seed: int, section:
 def _execute(setup: Setup, cells: list[Cell], out: Path) -> dict[str, dict[str, Any]]:
     t0 = time.perf_counter()
     results = run_cells(cells, out / "cells", lambda c: setup.data(c.data), setup.quiet, setup.records,
-                        setup.device)
+                        setup.device, setup.finished_only)
     logger.info("experiment finished in %.0f s", time.perf_counter() - t0)
     return results
 
@@ -183,6 +184,19 @@ def _execute(setup: Setup, cells: list[Cell], out: Path) -> dict[str, dict[str, 
 def _spent(results: dict[str, dict[str, Any]]) -> dict[str, float]:
     """Seconds each finished cell took when it ran (resumed cells keep their original time)."""
     return {k: float(r["cell_seconds"]) for k, r in results.items() if "cell_seconds" in r}
+
+
+def _provenance(cells: list[Cell], seeds: int, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The payload entries every experiment reports: its cells, seeds, the seconds each finished cell took, the
+    cells left out as not run yet (``--finished-only``), and how many finished cells ran on which machine (cells
+    from before 2026-12-07 did not record it)."""
+    machines: dict[str, int] = {}
+    for r in results.values():
+        if "error" not in r:
+            where = r.get("machine", "not recorded")
+            machines[where] = machines.get(where, 0) + 1
+    return {"cells": len(cells), "seeds": seeds, "cell_seconds": _spent(results),
+            "not_run": sum(r.get("error") == NOT_RUN for r in results.values()), "machines": machines}
 
 
 # ---------------------------------------------------------------------------------------------------- table
@@ -214,28 +228,36 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             base, method = labels.get("backend", labels["method"]), labels["method"] if "backend" in labels else ""
             row = {"dataset": ds, "model": LABEL.get(base, base) + SUFFIX.get(method, ""),
                    "config": "tuned" if labels.get("tuned") else "hand-set", **summarize(results, keys)}
-            plain = [c.labels["plain"] for c in members if "plain" in c.labels]  # its backend's cells, same seeds
-            if plain and "error" not in row and _finished(results, plain):
-                ref = summarize(results, plain)
-                row["vs_backend_recall@20"] = relative(row, ref, "recall@20")
-                row["vs_backend_ndcg@20"] = relative(row, ref, "ndcg@20")
-                row["paired_diff_recall@20"], row["p_value_recall@20"] = paired_test(out / "cells", keys, plain)
+            if row["n_seeds"] < len(members):  # some seeds failed or were not run: the row shows the others'
+                row["missing_seeds"] = [c.seed for c in members if not _finished(results, [c.key])]
+            # against its backend's cells, seed by seed, over the seeds both finished
+            pairs = [(c.key, c.labels["plain"]) for c in members
+                     if "plain" in c.labels and _finished(results, [c.key, c.labels["plain"]])]
+            if pairs:
+                mine, plain = [a for a, _ in pairs], [b for _, b in pairs]
+                this, ref = summarize(results, mine), summarize(results, plain)
+                row["vs_backend_recall@20"] = relative(this, ref, "recall@20")
+                row["vs_backend_ndcg@20"] = relative(this, ref, "ndcg@20")
+                row["paired_diff_recall@20"], row["p_value_recall@20"] = paired_test(out / "cells", mine, plain)
+                if len(pairs) < len(members):
+                    row["vs_backend_seeds"] = [c.seed for c in members if c.key in mine]
             ds_rows.append((row, members))
-        _versus_best_baseline(ds_rows, out / "cells")
+        _versus_best_baseline(ds_rows, out / "cells", results)
         rows += [r for r, _ in ds_rows]
     columns = ["dataset", "model", "config", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")],
                "valid_recall@20",
                "vs_backend_recall@20", "vs_backend_ndcg@20", "paired_diff_recall@20", "p_value_recall@20",
-               "best_baseline", "vs_best_baseline_recall@20", "p_best_baseline_recall@20", "error"]
+               "best_baseline", "vs_best_baseline_recall@20", "p_best_baseline_recall@20", "missing_seeds", "vs_backend_seeds",
+               "vs_best_baseline_seeds", "error"]
     write_csv(out / "table.csv", rows, columns)
     md_rows = [{"dataset": r["dataset"], "model": r["model"], "config": r["config"],
                 **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
                 "gain": (fmt_gain(r["vs_backend_recall@20"], r["vs_backend_ndcg@20"])
                          if "vs_backend_recall@20" in r else ""),
-                "p": (fmt_p(r["p_value_recall@20"]) if "p_value_recall@20" in r else
-                      f"skipped: {r['error']}" if "error" in r else ""),
+                "p": _note(r),
                 "best": (f"{100 * r['vs_best_baseline_recall@20']:+.1f} % vs {r['best_baseline']}, "
-                         f"p {fmt_p(r['p_best_baseline_recall@20'])}" if "best_baseline" in r else "")}
+                         f"p {fmt_p(r['p_best_baseline_recall@20'])}{_over(r.get('vs_best_baseline_seeds'))}"
+                         if "best_baseline" in r else "")}
                for r in rows]
     versus = any("best_baseline" in r for r in rows)
     shown = ["dataset", "model", *(["config"] if setup.tuned else []), *METRICS, "gain", "p", *(["best"] if versus else [])]
@@ -244,8 +266,8 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                                      "vs backend (R@20 / N@20)", "paired t-test p (R@20) / note",
                                      *(["R@20 vs the best baseline on validation, paired p"] if versus else [])])
     write_text(out / "table.md", text + "\n")
-    return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out), "cells": len(cells),
-            "seeds": seeds, "cell_seconds": _spent(results)}
+    return {"experiment": "table", "rows": rows, "markdown": text, "output": str(out),
+            **_provenance(cells, seeds, results)}
 
 
 def _finished(results: dict[str, dict[str, Any]], keys: list[str]) -> bool:
@@ -253,24 +275,52 @@ def _finished(results: dict[str, dict[str, Any]], keys: list[str]) -> bool:
     return all(k in results and "error" not in results[k] for k in keys)
 
 
-def _versus_best_baseline(ds_rows: list[tuple[dict[str, Any], list[Cell]]], root: Path) -> None:
+def _seeds(seeds: list[int]) -> str:
+    return ", ".join(str(k) for k in seeds)
+
+
+def _over(seeds: list[int] | None) -> str:
+    """`` (seeds 0, 2)``: the seeds a comparison is over when it is not over all of the row's."""
+    return f" (seed{'s' if len(seeds) > 1 else ''} {_seeds(seeds)})" if seeds else ""
+
+
+def _note(row: dict[str, Any]) -> str:
+    """A row's last-but-one column: its paired p against its backend, and which seeds it lacks and why."""
+    parts = []
+    if "p_value_recall@20" in row:
+        parts.append(fmt_p(row["p_value_recall@20"]) + _over(row.get("vs_backend_seeds")))
+    if "error" in row:
+        missing = row.get("missing_seeds", [])
+        why = row["error"] if row["error"] == NOT_RUN else f"skipped: {row['error']}"
+        parts.append(why if row["n_seeds"] == 0 else
+                     f"seed{'s' if len(missing) > 1 else ''} {_seeds(missing)} {why}")
+    return "; ".join(parts)
+
+
+def _versus_best_baseline(ds_rows: list[tuple[dict[str, Any], list[Cell]]], root: Path,
+                          results: dict[str, dict[str, Any]]) -> None:
     """Compare every trained-model row of one dataset with the baseline that validates highest (chosen on
-    validation, never on test): relative Recall@20 and the paired t-test across test users, over the same seeds."""
+    validation, never on test): relative Recall@20 and the paired t-test across test users, over the seeds both
+    finished."""
     baselines = [(r, m) for r, m in ds_rows
-                 if "backend" not in m[0].labels and "error" not in r and not math.isnan(r["valid_recall@20"])]
+                 if "backend" not in m[0].labels and r["n_seeds"] > 0 and not math.isnan(r["valid_recall@20"])]
     if not baselines:
         return
     best, best_cells = max(baselines, key=lambda rm: rm[0]["valid_recall@20"])
-    by_seed = {c.seed: c.key for c in best_cells}
+    by_seed = {c.seed: c.key for c in best_cells if _finished(results, [c.key])}
     for row, members in ds_rows:
-        if "backend" not in members[0].labels or "error" in row:
+        if "backend" not in members[0].labels:
             continue
-        seeds = [c.seed for c in members]
-        if not all(s in by_seed for s in seeds):
+        pairs = [(c.key, by_seed[c.seed]) for c in members if c.seed in by_seed and _finished(results, [c.key])]
+        if not pairs:
             continue
+        mine, theirs = [a for a, _ in pairs], [b for _, b in pairs]
         row["best_baseline"] = best["model"]
-        row["vs_best_baseline_recall@20"] = relative(row, best, "recall@20")
-        _, row["p_best_baseline_recall@20"] = paired_test(root, [c.key for c in members], [by_seed[s] for s in seeds])
+        row["vs_best_baseline_recall@20"] = relative(summarize(results, mine), summarize(results, theirs),
+                                                     "recall@20")
+        _, row["p_best_baseline_recall@20"] = paired_test(root, mine, theirs)
+        if len(pairs) < len(members):
+            row["vs_best_baseline_seeds"] = [c.seed for c in members if c.key in mine]
 
 
 # ---------------------------------------------------------------------------------------------------- noise
@@ -304,7 +354,7 @@ def noise(dataset: str, backend: str, ratios: list[float], seeds: int, out: Path
     line_plot(out / "noise.png", ratios, series, "ratio of random noise injected into train",
               f"{dataset}: robustness to injected noise ({backend}, {seeds} seed(s))")
     return {"experiment": "noise", "rows": rows, "markdown": text, "output": str(out), "plot": str(out / "noise.png"),
-            "cells": len(cells), "seeds": seeds, "cell_seconds": _spent(results)}
+            **_provenance(cells, seeds, results)}
 
 
 def _noise_markdown(rows: list[dict[str, Any]], ratios: list[float], names: list[str], backend: str) -> str:
@@ -371,7 +421,7 @@ def ablation(dataset: str, backend: str, seeds: int, steps: list[int], out: Path
     columns = ["variant", "n_seeds", *[x for m in METRICS for x in (m, f"{m}_std")], "valid_recall@20"]
     write_csv(out / "ablation.csv", rows, columns)
     md = markdown([{"variant": r["variant"], **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
-                    "valid": f"{r['valid_recall@20']:.4f}"} for r in rows],
+                    "valid": "–" if math.isnan(r["valid_recall@20"]) else f"{r['valid_recall@20']:.4f}"} for r in rows],
                   ["variant", *METRICS, "valid"],
                   ["variant", "Recall@10", "Recall@20", "NDCG@10", "NDCG@20", "valid Recall@20"])
     write_text(out / "ablation.md", md + "\n")
@@ -380,4 +430,4 @@ def ablation(dataset: str, backend: str, seeds: int, steps: list[int], out: Path
              {m: [r[f"{m}_std"] for r in rows] for m in ("recall@20", "ndcg@20")},
              f"{dataset}: DDRM ablation on {backend} ({seeds} seed(s))")
     return {"experiment": "ablation", "rows": rows, "markdown": md, "output": str(out),
-            "plot": str(out / "ablation.png"), "cells": len(cells), "seeds": seeds, "cell_seconds": _spent(results)}
+            "plot": str(out / "ablation.png"), **_provenance(cells, seeds, results)}
