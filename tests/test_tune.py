@@ -17,6 +17,7 @@ import torch
 
 from ddrm.cli import main
 from ddrm.errors import ConfigError
+from ddrm.machine import where_run
 from ddrm.tuning import load_space, model_names, shipped_spaces
 from ddrm.tuning.objective import resolve_model
 
@@ -48,6 +49,7 @@ def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_
     complete = [r for r in rows if r["state"] == "complete"]
     assert p["best"]["valid"] == pytest.approx(max(float(r["value"]) for r in complete))
     assert p["refit_valid"] == pytest.approx(p["best"]["valid"], rel=1e-6)
+    assert {r["machine"] for r in rows} == {where_run("cpu")}  # whose seconds these are
     assert set(p["metrics"]) == {"valid", "test"} and (out / "importance.png").stat().st_size > 1000
     # the best config is a complete 'ddrm pretrain' config reproducing the best trial's validation metric
     assert main(["pretrain", "--config", str(out / "best.yaml"), "--output", str(tmp_path / "run"), "--json",

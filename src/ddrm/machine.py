@@ -55,3 +55,10 @@ def machine_info() -> dict:
         ram = None
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "threads": torch.get_num_threads(), "ram_gb": ram,
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def where_run(device: str = "cpu") -> str:
+    """What a run ran on, for results gathered from several machines: the CPU's model, and the GPU's when ``device``
+    is a CUDA one."""
+    m = machine_info()
+    return f"{m['cpu']}, {m['cuda']}" if str(device).startswith("cuda") and m["cuda"] else str(m["cpu"])

@@ -31,7 +31,7 @@ from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate
 from ..interrupt import TrainingInterrupted
 from ..io import atomic_path, write_json
-from ..machine import machine_info
+from ..machine import where_run
 from ..progress import progress
 from ..runs import STATE_FILES, load_model, run_pretrain, run_train
 from .records import fingerprint, from_npz, load_record, record_path, save_record, to_npz
@@ -134,18 +134,11 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
         write_json(folder / MARKER, {"fingerprint": fp, "seconds": (before or 0.0) + time.perf_counter() - t0})
         exc.how = "Run the same command again to continue: finished cells are kept and this one resumes from its state"
         raise
-    payload = {**payload, "cell": cell.key, "labels": cell.labels, "machine": _machine(str(payload.get("device"))),
+    payload = {**payload, "cell": cell.key, "labels": cell.labels, "machine": where_run(str(payload.get("device"))),
                "cell_seconds": (before or 0.0) + time.perf_counter() - t0, **({"fingerprint": fp} if fp else {})}
     write_json(folder / "metrics.json", payload)
     (folder / MARKER).unlink(missing_ok=True)
     return payload
-
-
-def _machine(device: str) -> str:
-    """What a cell ran on, for tables assembled from cells of several machines: the CPU's model, and the GPU's
-    when it trained on one."""
-    m = machine_info()
-    return f"{m['cpu']}, {m['cuda']}" if device.startswith("cuda") and m["cuda"] else str(m["cpu"])
 
 
 def _run(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool, fp: str | None,

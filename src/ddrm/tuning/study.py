@@ -37,6 +37,7 @@ from ..data.interactions import Interactions
 from ..errors import ConfigError, DDRMError
 from ..interrupt import TrainingInterrupted, graceful_signals
 from ..io import atomic_open, atomic_path, write_json
+from ..machine import where_run
 from .objective import Fitter, ModelSpec, base_config, check_keys, flatten, resolve_model, trial_config
 from .records import INTERRUPTED
 from .space import SearchSpace, load_space, shipped_space_path
@@ -244,9 +245,10 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
         state = trial_state_path(output, cfg)
         before = replay(trial, state, metric)
         start = time.perf_counter()
-        kept = False
+        kept, device = False, "cpu"
         try:
             model = fitter.fit(cfg, report, state)
+            device = str(getattr(model, "device_", "cpu"))
             value = fitter.validate(model, cfg)
         except TrainingInterrupted as exc:  # the state stays for the run that continues this trial
             kept = True
@@ -260,6 +262,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
             value = math.nan
         finally:
             trial.set_user_attr("seconds", before + time.perf_counter() - start)
+            trial.set_user_attr("machine", where_run(device))  # its seconds are this machine's
             if not kept:
                 state.unlink(missing_ok=True)
         return value
@@ -437,16 +440,17 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
 
 
 def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
-    """One row per trial: number, state, validation value, seconds, where it was pruned, error, parameters."""
+    """One row per trial: number, state, validation value, seconds, where it was pruned, worker, the machine it ran
+    on (its seconds are that machine's), error, parameters."""
     names = [p.name for p in space.params]
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["number", "state", "value", "seconds", "pruned_at_epoch", "worker", "error", *names])
+        w.writerow(["number", "state", "value", "seconds", "pruned_at_epoch", "worker", "machine", "error", *names])
         for t in trials:
             params = space.decode(t.params) if t.params else {}
             w.writerow([t.number, t.state.name.lower(), "" if t.value is None or math.isnan(t.value) else t.value,
                         f"{t.user_attrs.get('seconds', 0.0):.2f}", t.user_attrs.get("pruned_at_epoch", ""),
-                        t.user_attrs.get("worker", ""), t.user_attrs.get("error", ""),
+                        t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("error", ""),
                         *[json.dumps(params[n]) if isinstance(params.get(n), list | dict) else params.get(n, "")
                           for n in names]])
 
