@@ -50,6 +50,13 @@ def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_
     assert p["best"]["valid"] == pytest.approx(max(float(r["value"]) for r in complete))
     assert p["refit_valid"] == pytest.approx(p["best"]["valid"], rel=1e-6)
     assert {r["machine"] for r in rows} == {where_run("cpu")}  # whose seconds these are
+    # the refitted model is kept: evaluating it gives the refit's numbers without training again
+    assert p["best_checkpoint"] == str(out / "best.pt") and f"# the refitted model: {out / 'best.pt'}" in (
+        out / "best.yaml").read_text()
+    assert main(["evaluate", "--checkpoint", p["best_checkpoint"], "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["metrics"]["valid"]["recall@20"] == p["refit_valid"]
+    assert ev["metrics"]["test"]["recall@20"] == p["metrics"]["test"]["recall@20"]
     assert set(p["metrics"]) == {"valid", "test"} and (out / "importance.png").stat().st_size > 1000
     # the best config is a complete 'ddrm pretrain' config reproducing the best trial's validation metric
     assert main(["pretrain", "--config", str(out / "best.yaml"), "--output", str(tmp_path / "run"), "--json",

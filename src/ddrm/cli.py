@@ -580,7 +580,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if "metrics" in p:
         lines.append(f"refitted: valid {p['refit_valid']:.4f}, test " + ", ".join(
             f"{m} {p['metrics']['test'][m]:.4f}" for m in ("recall@20", "ndcg@20") if m in p["metrics"]["test"]))
-        lines.append(f"best config: {p['best_config']}; trials: {p['trials_csv']}"
+        lines.append(f"best config: {p['best_config']}; "
+                     + (f"refitted model: {p['best_checkpoint']}; " if p.get("best_checkpoint") else "")
+                     + f"trials: {p['trials_csv']}"
                      + (f"; plot: {p['plot']}" if p.get("plot") else ""))
     _emit(args, p, "\n".join(lines))
     return 0

@@ -399,8 +399,9 @@ def _best_value(study) -> float | None:
 def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchSpace, params: dict[str, Any],
            best_valid: float, output: Path, payload: dict[str, Any], command: str) -> dict[str, Any]:
     """Refit the best config once, check it reproduces the trial's validation score, evaluate test once, and write
-    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts). The refit keeps a training state like
-    a trial's: SIGINT / SIGTERM stop it, and the next run of the study continues it."""
+    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts) and, for a trained model, the refitted
+    model as ``best.pt``. The refit keeps a training state like a trial's: SIGINT / SIGTERM stop it, and the next
+    run of the study continues it."""
     from ..runs import evaluate_splits
 
     cfg = trial_config(spec, base, space.fixed, params)
@@ -420,6 +421,10 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
                        ev.metric, valid, best_valid)
     dataset = Path(fitter.data.name).name
     full = fitter.complete_config(cfg, model, f"runs/{dataset}/tuned/{spec.name}")
+    checkpoint = None
+    if spec.kind != "baseline":  # the refitted model itself, for ddrm evaluate / recommend / serve --checkpoint
+        checkpoint = output / "best.pt"
+        model.save(checkpoint, fitter.data, full, metrics)
     command_word = {"baseline": f"ddrm baseline {spec.name}", "pretrain": "ddrm pretrain", "train": "ddrm train"}
     header = [f"# {spec.name} on {fitter.data.name}, tuned by: {command}" if command else
               f"# {spec.name} on {fitter.data.name}, tuned with ddrm tune",
@@ -432,11 +437,13 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
               + f", space {payload['space_file']}",
               f"# best trial {payload['best']['number']}: valid {ev.metric} {best_valid:.4f}; this config refitted: "
               f"valid {valid:.4f}, test {ev.metric} {metrics['test'][ev.metric]:.4f} (test evaluated once, here)",
-              f"# run it with: {command_word[spec.kind]} --config best.yaml"]
+              f"# run it with: {command_word[spec.kind]} --config best.yaml",
+              *([f"# the refitted model: {checkpoint} (ddrm evaluate / recommend / serve --checkpoint)"]
+                if checkpoint else [])]
     with atomic_open(output / "best.yaml", "w", encoding="utf-8") as fh:
         fh.write("\n".join(header) + "\n" + yaml.safe_dump(full, sort_keys=False))
     return {"best_config": str(output / "best.yaml"), "metrics": metrics, "refit_valid": valid,
-            "refit_seconds": fit_seconds}
+            "refit_seconds": fit_seconds, **({"best_checkpoint": str(checkpoint)} if checkpoint else {})}
 
 
 def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
