@@ -57,6 +57,11 @@ def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_
     ev = json.loads(capsys.readouterr().out)
     assert ev["metrics"]["valid"]["recall@20"] == p["refit_valid"]
     assert ev["metrics"]["test"]["recall@20"] == p["metrics"]["test"]["recall@20"]
+    # ... and DDRM starts from it as its backend_checkpoint, without training the backbone again
+    assert main(["train", *TINY, "--set", f"backend_checkpoint={out / 'best.pt'}", "--set", "train.epochs=1",
+                 "--set", f"output={tmp_path / 'ddrm'}", "--json", "--quiet"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["backend_metrics"]["valid"]["recall@20"] == p["refit_valid"]
     assert set(p["metrics"]) == {"valid", "test"} and (out / "importance.png").stat().st_size > 1000
     # the best config is a complete 'ddrm pretrain' config reproducing the best trial's validation metric
     assert main(["pretrain", "--config", str(out / "best.yaml"), "--output", str(tmp_path / "run"), "--json",
