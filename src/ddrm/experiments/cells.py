@@ -134,7 +134,7 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
         write_json(folder / MARKER, {"fingerprint": fp, "seconds": (before or 0.0) + time.perf_counter() - t0})
         exc.how = "Run the same command again to continue: finished cells are kept and this one resumes from its state"
         raise
-    payload = {**payload, "cell": cell.key, "labels": cell.labels, "machine": where_run(str(payload.get("device"))),
+    payload = {**payload, "cell": cell.key, "labels": cell.labels, "machine": where_run(str(device or payload.get("device") or "cpu")),
                "cell_seconds": (before or 0.0) + time.perf_counter() - t0, **({"fingerprint": fp} if fp else {})}
     write_json(folder / "metrics.json", payload)
     (folder / MARKER).unlink(missing_ok=True)
@@ -240,36 +240,36 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
                                                                                                   fp)):
             logger.info("cell %s: taken from its record in %s", cell.key, records)
         fresh = not cell_done(folder, fp)
-        if not fresh:  # read back: no data needed
+        if not fresh:  # finished here or taken from its record: read back, no data needed
             results[cell.key] = json.loads((folder / "metrics.json").read_text())
         elif finished_only:
             results[cell.key] = {"error": NOT_RUN}
             continue
-        elif (folder / "metrics.json").is_file():
-            logger.warning("cell %s was run with another config: running it again", cell.key)
-        t0 = time.perf_counter()
-        if fresh and cell.needs is not None and "error" in results.get(cell.needs, {}):
-            results[cell.key] = {"error": f"needs {cell.needs}, which failed"}
-            continue
-        try:
-            if fresh and cell.needs is not None and not (root / cell.needs / "backend.pt").is_file():
-                results[cell.needs] = _retrain(by_key[cell.needs], root, data_for, fps[cell.needs], records, device)
-            if fresh:
+        else:
+            if (folder / "metrics.json").is_file():
+                logger.warning("cell %s was run with another config: running it again", cell.key)
+            if cell.needs is not None and "error" in results.get(cell.needs, {}):
+                results[cell.key] = {"error": f"needs {cell.needs}, which failed"}
+                continue
+            t0 = time.perf_counter()
+            try:
+                if cell.needs is not None and not (root / cell.needs / "backend.pt").is_file():
+                    results[cell.needs] = _retrain(by_key[cell.needs], root, data_for, fps[cell.needs], records,
+                                                   device)
                 results[cell.key] = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp, device=device)
-        except ConfigError as exc:  # e.g. EASE refusing a catalogue too large for its dense matrix
-            logger.warning("cell %s skipped: %s", cell.key, exc)
-            results[cell.key] = {"error": str(exc)}
-            continue
-        if (records is not None and results[cell.key].get("fingerprint") == fp
-                and not record_path(records, cell.key, fp).is_file()):  # run now, or before --records was given
-            _record(records, cell.key, fp, results[cell.key], folder)
-        if fresh:
+            except ConfigError as exc:  # e.g. EASE refusing a catalogue too large for its dense matrix
+                logger.warning("cell %s skipped: %s", cell.key, exc)
+                results[cell.key] = {"error": str(exc)}
+                continue
             seconds = time.perf_counter() - t0
             spent.setdefault((cell.kind, cell.name), []).append(seconds)
             rest = [c for c in cells[k + 1:] if not done(c)]
             eta = estimate_seconds(rest, spent)
             logger.info("cell %s done in %.0f s; %d to go, about %.0f min left", cell.key, seconds, len(rest), eta / 60)
             bar.set_postfix(eta_min=f"{eta / 60:.0f}")
+        if (records is not None and results[cell.key].get("fingerprint") == fp
+                and not record_path(records, cell.key, fp).is_file()):  # run now, or before --records was given
+            _record(records, cell.key, fp, results[cell.key], folder)
     return results
 
 

@@ -231,16 +231,15 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             if row["n_seeds"] < len(members):  # some seeds failed or were not run: the row shows the others'
                 row["missing_seeds"] = [c.seed for c in members if not _finished(results, [c.key])]
             # against its backend's cells, seed by seed, over the seeds both finished
-            pairs = [(c.key, c.labels["plain"]) for c in members
+            pairs = [(c, c.labels["plain"]) for c in members
                      if "plain" in c.labels and _finished(results, [c.key, c.labels["plain"]])]
             if pairs:
-                mine, plain = [a for a, _ in pairs], [b for _, b in pairs]
-                this, ref = summarize(results, mine), summarize(results, plain)
+                this, ref, diff, p, over = _paired(results, out / "cells", pairs, len(members))
                 row["vs_backend_recall@20"] = relative(this, ref, "recall@20")
                 row["vs_backend_ndcg@20"] = relative(this, ref, "ndcg@20")
-                row["paired_diff_recall@20"], row["p_value_recall@20"] = paired_test(out / "cells", mine, plain)
-                if len(pairs) < len(members):
-                    row["vs_backend_seeds"] = [c.seed for c in members if c.key in mine]
+                row["paired_diff_recall@20"], row["p_value_recall@20"] = diff, p
+                if over:
+                    row["vs_backend_seeds"] = over
             ds_rows.append((row, members))
         _versus_best_baseline(ds_rows, out / "cells", results)
         rows += [r for r, _ in ds_rows]
@@ -273,6 +272,17 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
 def _finished(results: dict[str, dict[str, Any]], keys: list[str]) -> bool:
     """Every cell of ``keys`` ran without error."""
     return all(k in results and "error" not in results[k] for k in keys)
+
+
+def _paired(results: dict[str, dict[str, Any]], root: Path, pairs: list[tuple[Cell, str]], n_row: int
+            ) -> tuple[dict[str, Any], dict[str, Any], float, float, list[int] | None]:
+    """A row against a reference over the seeds both finished (``pairs``: the row's cell, the reference's cell key of
+    the same seed): both sides' summaries, the paired test's mean difference and p-value, and those seeds when they
+    are fewer than the row's ``n_row`` (None when it is all of them)."""
+    mine, theirs = [c.key for c, _ in pairs], [k for _, k in pairs]
+    diff, p = paired_test(root, mine, theirs)
+    seeds = [c.seed for c, _ in pairs] if len(pairs) < n_row else None
+    return summarize(results, mine), summarize(results, theirs), diff, p, seeds
 
 
 def _seeds(seeds: list[int]) -> str:
@@ -311,16 +321,15 @@ def _versus_best_baseline(ds_rows: list[tuple[dict[str, Any], list[Cell]]], root
     for row, members in ds_rows:
         if "backend" not in members[0].labels:
             continue
-        pairs = [(c.key, by_seed[c.seed]) for c in members if c.seed in by_seed and _finished(results, [c.key])]
+        pairs = [(c, by_seed[c.seed]) for c in members if c.seed in by_seed and _finished(results, [c.key])]
         if not pairs:
             continue
-        mine, theirs = [a for a, _ in pairs], [b for _, b in pairs]
+        this, ref, _, p, over = _paired(results, root, pairs, len(members))
         row["best_baseline"] = best["model"]
-        row["vs_best_baseline_recall@20"] = relative(summarize(results, mine), summarize(results, theirs),
-                                                     "recall@20")
-        _, row["p_best_baseline_recall@20"] = paired_test(root, mine, theirs)
-        if len(pairs) < len(members):
-            row["vs_best_baseline_seeds"] = [c.seed for c in members if c.key in mine]
+        row["vs_best_baseline_recall@20"] = relative(this, ref, "recall@20")
+        row["p_best_baseline_recall@20"] = p
+        if over:
+            row["vs_best_baseline_seeds"] = over
 
 
 # ---------------------------------------------------------------------------------------------------- noise
