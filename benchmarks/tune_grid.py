@@ -1,12 +1,13 @@
 """The equal-budget tuning grid as one resumable run: every study of a grid file, several workers each, a deadline.
 
     python benchmarks/tune_grid.py [--grid configs/grids/tuned.yaml] [--runs runs/tune] [--only lightgcn]
-        [--device cuda] [--workers 4] [--parallel 8] [--minutes 8] [--status | --install configs]
+        [--device cuda] [--workers 4] [--parallel 8] [--threads 1] [--minutes 8] [--status | --install configs]
 
 Each study of the grid is ``ddrm tune --model M [--config C] [--data D] [--set K=V ...] --trials N --output
 RUNS/<dataset>/<name>``: the same command a user types, so its SQLite study resumes across runs, machines and
 sessions. ``--workers`` processes share each study (``--worker K --no-final``); up to ``--parallel`` processes run
-at once, each with ``cores / parallel`` torch threads, the studies with the fewest trials left first. When a study's
+at once, each with ``cores / parallel`` torch threads (``--threads``; never more than an ``OMP_NUM_THREADS`` the grid
+is started with), the studies with the fewest trials left first. When a study's
 workers have stopped and its budget is full, one more ``ddrm tune`` (no trial left to run) refits the best trial,
 evaluates it on test once and writes ``best.yaml``; a refit starts before new workers (its best.yaml may be the
 backbone a DDRM study waits for). At ``--minutes`` every worker is sent SIGTERM (a trained model's trial or refit
@@ -218,6 +219,8 @@ def main() -> None:
     p.add_argument("--device", default=None, help="passed to every trained model's trials (cpu, cuda)")
     p.add_argument("--workers", type=int, default=1, help="processes per study")
     p.add_argument("--parallel", type=int, default=2, help="processes at once")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default: cores / parallel, at most $OMP_NUM_THREADS when set)")
     p.add_argument("--minutes", type=float, default=None, help="SIGTERM every worker after this long")
     p.add_argument("--grace", type=float, default=1.0, help="minutes between SIGTERM and SIGKILL")
     p.add_argument("--stale-after", type=int, default=120, help="passed to ddrm tune (seconds)")
@@ -302,6 +305,20 @@ def install(study: Study, runs: Path, configs: Path) -> Path | None:
     return dest
 
 
+def worker_threads(cores: int, parallel: int, threads: int | None = None, omp: str | None = None) -> int:
+    """Torch threads per worker: ``threads`` when given; else ``cores // parallel``, never more than an
+    ``OMP_NUM_THREADS`` (``omp``) the grid was started with. A worker with more threads than the CPU share it
+    gets spins in OpenMP barriers: on the 2-core machine, a yelp LightGCN trial of 2 threads (a grid run with
+    ``--parallel 1``) sharing the cores with three other jobs took about 190 s per epoch; the same trial continued
+    with 1 thread beside two other jobs, about 26 s."""
+    if threads is not None:
+        return max(1, threads)
+    n = max(1, cores // parallel)
+    if omp is not None and omp.strip().isdigit() and int(omp) > 0:
+        n = min(n, int(omp))
+    return n
+
+
 def work_queue(studies: list[Study], left: list[int], workers: int) -> list[tuple[Study, int]]:
     """The (study, worker number) processes to start, in order: studies with trials left (``left[k]`` for
     ``studies[k]``), the fewest left first and grid order among equals, so started studies finish, and unblock the
@@ -326,7 +343,7 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
     def full(s: Study) -> bool:
         return left(s) <= 0
 
-    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    threads = worker_threads(os.cpu_count() or 1, args.parallel, args.threads, os.environ.get("OMP_NUM_THREADS"))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     common = ["--stale-after", str(args.stale_after)] + (["--device", args.device] if args.device else []) + (
         ["--data-root", args.data_root] if args.data_root else [])

@@ -226,3 +226,14 @@ def test_tune_grid_refits_a_full_study_before_starting_the_next(tmp_path):
     started = [line.split()[1] + " " + line.split()[3] for line in out.stderr.splitlines() if ": started " in line]
     assert started == ["synthetic/mf: worker0", "synthetic/mf: final", "synthetic/ease: worker0",
                        "synthetic/ease: final"]
+
+
+def test_tune_grid_gives_each_worker_its_share_of_the_cores_and_never_more_than_omp_num_threads(monkeypatch):
+    grid_mod = _grid_module(monkeypatch)
+    assert grid_mod.worker_threads(16, 4) == 4
+    assert grid_mod.worker_threads(2, 1) == 2
+    assert grid_mod.worker_threads(2, 4) == 1
+    assert grid_mod.worker_threads(2, 1, omp="1") == 1  # started under OMP_NUM_THREADS=1: each worker keeps 1
+    assert grid_mod.worker_threads(16, 2, omp="4") == 4
+    assert grid_mod.worker_threads(16, 2, omp="") == 8  # unset or not a number: the share
+    assert grid_mod.worker_threads(2, 1, threads=3, omp="1") == 3  # --threads wins
