@@ -432,7 +432,7 @@ def test_an_interrupted_cell_continues_its_training_when_the_command_runs_again(
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "Run the same command again to continue" in err and "--resume" not in err
     marker = json.loads((cell / "cell.json").read_text())
-    assert marker["seconds"] > 0 and not (cell / "metrics.json").exists()
+    assert marker["seconds"] > 0 and marker["cpu_seconds"] > 0 and not (cell / "metrics.json").exists()
     spare = tmp_path / "spare"
     shutil.copytree(cut, spare)
 
@@ -442,6 +442,7 @@ def test_an_interrupted_cell_continues_its_training_when_the_command_runs_again(
     assert json.loads(out)["rows"] == full
     done = json.loads((cell / "metrics.json").read_text())
     assert done["cell_seconds"] > marker["seconds"]
+    assert done["cell_cpu_seconds"] > marker["cpu_seconds"]  # both parts' CPU time, the work whatever the share
     assert not (cell / "cell.json").exists() and not list(cell.glob("state*.pt"))
 
     spare_cell = spare / "cells" / "synthetic" / "mf" / "seed0"
@@ -454,7 +455,8 @@ def test_an_interrupted_cell_continues_its_training_when_the_command_runs_again(
     fp = marker["fingerprint"]
     assert interrupted_seconds(cell, fp) is None  # finished: no state left
     (cell / "state.pt").write_bytes(b"x")
-    for text, want in ((json.dumps({"fingerprint": fp, "seconds": 3.0}), 3.0),
+    for text, want in ((json.dumps({"fingerprint": fp, "seconds": 3.0, "cpu_seconds": 2.0}), (3.0, 2.0)),
+                       (json.dumps({"fingerprint": fp, "seconds": 3.0}), (3.0, None)),  # a part that did not count
                        (json.dumps({"fingerprint": "another", "seconds": 3.0}), None), ("{damaged", None)):
         (cell / "cell.json").write_text(text)
         assert interrupted_seconds(cell, fp) == want

@@ -50,6 +50,7 @@ def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_
     assert p["best"]["valid"] == pytest.approx(max(float(r["value"]) for r in complete))
     assert p["refit_valid"] == pytest.approx(p["best"]["valid"], rel=1e-6)
     assert {r["machine"] for r in rows} == {where_run("cpu")}  # whose seconds these are
+    assert all(float(r["cpu_seconds"]) > 0 for r in rows)  # the trial's work, whatever share of the machine it got
     # the refitted model is kept: evaluating it gives the refit's numbers without training again
     assert p["best_checkpoint"] == str(out / "best.pt") and f"# the refitted model: {out / 'best.pt'}" in (
         out / "best.yaml").read_text()
@@ -135,6 +136,10 @@ def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_id
     rows = _rows(out / "trials.csv")
     assert [r["state"] for r in rows] == ["fail", "waiting"] and rows[0]["error"].startswith("interrupted by SIGINT")
     assert len(list(out.glob("trial-states/*.pt"))) == 1 and not (out / "best.yaml").exists()
+    state = next(out.glob("trial-states/*.pt"))  # as a state written before CPU seconds were counted
+    payload = torch.load(state, weights_only=True)
+    del payload["result"]["cpu_seconds"]
+    torch.save(payload, state)
 
     p = _tune(["--model", "mf", *long, "--trials", "1", "--output", str(out)], capsys)
     assert p["trials"]["complete"] == 1 and p["trials"]["interrupted"] == 1 and p["trials"]["fail"] == 0
@@ -143,6 +148,9 @@ def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_id
     done = study.best_trial
     first = optuna.load_study(study_name=ref["study"], storage=f"sqlite:///{tmp_path / 'ref' / 'study.db'}").trials[0]
     assert done.user_attrs["continues_trial"] == 0 and done.user_attrs["resumed_at_epoch"] > 1
+    stopped = next(t for t in study.trials if t.number == 0)
+    assert stopped.user_attrs["cpu_seconds"] > 0  # the continued trial's CPU seconds are unknown: not half of them
+    assert "cpu_seconds" not in done.user_attrs and _rows(out / "trials.csv")[1]["cpu_seconds"] == ""
     assert done.intermediate_values == first.intermediate_values  # replayed, then reported as it went on
     assert not list(out.glob("trial-states/*.pt"))  # removed once the trial ended
 
@@ -161,6 +169,7 @@ def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_id
     kept = next(tmp_path.glob("ref/trial-states/*.pt"))  # mark the stopped part as 1000 s long: refit_seconds adds it
     payload = torch.load(kept, weights_only=True)
     payload["result"]["seconds"] += 1000.0
+    payload["result"]["cpu_seconds"] += 1000.0
     torch.save(payload, kept)
     assert main(["tune", "--model", "mf", *long[:long.index("--no-final")], "--trials", "1", "--output",
                  str(tmp_path / "ref"), "--json"]) == 0
@@ -168,6 +177,7 @@ def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_id
     assert "refit: continuing its training state" in log
     assert json.loads(done)["refit_valid"] == ref["best"]["valid"]  # bit-identical to the trial
     assert json.loads(done)["refit_seconds"] > 1000.0  # both parts of the refit, not the last one only
+    assert json.loads(done)["refit_cpu_seconds"] > 1000.0
     assert not list(tmp_path.glob("ref/trial-states/*.pt"))
 
 

@@ -58,6 +58,7 @@ class TrainResult:
     epochs_run: int = 0
     seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # the process's CPU time (all its threads): the work, whatever share of the machine it got
 
     @property
     def epoch_seconds_mean(self) -> float:
@@ -67,7 +68,7 @@ class TrainResult:
         """Everything, JSON-able (for training states)."""
         return {"best_epoch": self.best_epoch, "best_score": self.best_score, "best_valid": self.best_valid,
                 "history": self.history, "epochs_run": self.epochs_run, "seconds": self.seconds,
-                "epoch_seconds": self.epoch_seconds}
+                "epoch_seconds": self.epoch_seconds, "cpu_seconds": self.cpu_seconds}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainResult:
@@ -164,17 +165,20 @@ def train_loop(
     def save(epoch: int, step: int, epoch_loss: float, epoch_rng: dict) -> None:
         if state_path is None or rank != 0:
             return
-        result.seconds = elapsed()
+        result.seconds, result.cpu_seconds = elapsed(), cpu_elapsed()
         save_state(state_path, LoopState(
             epoch=epoch, step=step, epoch_loss=epoch_loss, epoch_rng=epoch_rng, rng=capture_rng(model), bad=st.bad,
             best_state=st.best_state, result=result.to_dict(), model=_cpu(model.state_dict()),
             optimizer=opt.state_dict()), desc, seed, cfg_dict, data)
 
-    seconds_before = result.seconds
-    t_start = time.perf_counter()
+    seconds_before, cpu_before = result.seconds, result.cpu_seconds
+    t_start, cpu_start = time.perf_counter(), time.process_time()
 
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - t_start
+
+    def cpu_elapsed() -> float:
+        return cpu_before + time.process_time() - cpu_start
 
     guard = graceful_signals() if state_path is not None else nullcontext(StopFlag())
     with guard as stop:
@@ -266,7 +270,7 @@ def train_loop(
     if st.best_state is not None:
         model.load_state_dict(st.best_state)
     model.train(False)
-    result.seconds = elapsed()
+    result.seconds, result.cpu_seconds = elapsed(), cpu_elapsed()
     return result
 
 

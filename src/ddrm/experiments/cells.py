@@ -95,9 +95,10 @@ def load_per_user(folder: Path) -> dict[str, np.ndarray]:
 MARKER = "cell.json"
 
 
-def interrupted_seconds(folder: Path, fp: str | None) -> float | None:
-    """The seconds an interrupted cell in ``folder`` had run when its training state can be continued (a state file
-    and a ``cell.json`` of fingerprint ``fp``); None when the cell has to start over."""
+def interrupted_seconds(folder: Path, fp: str | None) -> tuple[float, float | None] | None:
+    """The seconds and CPU seconds an interrupted cell in ``folder`` had run when its training state can be continued
+    (a state file and a ``cell.json`` of fingerprint ``fp``; CPU seconds None when that marker did not count them);
+    None when the cell has to start over."""
     marker = folder / MARKER
     if not marker.is_file() or not any((folder / f).is_file() for f in STATE_FILES):
         return None
@@ -105,7 +106,10 @@ def interrupted_seconds(folder: Path, fp: str | None) -> float | None:
         saved = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
-    return float(saved.get("seconds", 0.0)) if saved.get("fingerprint") == fp else None
+    if saved.get("fingerprint") != fp:
+        return None
+    cpu = saved.get("cpu_seconds")
+    return float(saved.get("seconds", 0.0)), float(cpu) if cpu is not None else None
 
 
 def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool = True,
@@ -119,8 +123,16 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
         return json.loads((folder / "metrics.json").read_text())
     before = interrupted_seconds(folder, fp) if cell.kind != "baseline" else None
     if before is not None:
-        logger.info("cell %s: continuing its interrupted training (%.0f s already run)", cell.key, before)
-    t0 = time.perf_counter()
+        logger.info("cell %s: continuing its interrupted training (%.0f s already run)", cell.key, before[0])
+    t0, cpu0 = time.perf_counter(), time.process_time()
+
+    def spent() -> dict[str, float]:
+        """Wall and CPU seconds of every part of the cell's run (CPU: all the process's threads; left out when a part
+        did not count it)."""
+        wall, cpu = before if before is not None else (0.0, 0.0)
+        out = {"cell_seconds": wall + time.perf_counter() - t0}
+        return out | ({"cell_cpu_seconds": cpu + time.process_time() - cpu0} if cpu is not None else {})
+
     try:
         try:
             payload = _run(cell, folder, data, root, quiet, fp, device, resume=before is not None)
@@ -131,11 +143,13 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
             before = None
             payload = _run(cell, folder, data, root, quiet, fp, device, resume=False)
     except TrainingInterrupted as exc:
-        write_json(folder / MARKER, {"fingerprint": fp, "seconds": (before or 0.0) + time.perf_counter() - t0})
+        took = spent()
+        write_json(folder / MARKER, {"fingerprint": fp, "seconds": took["cell_seconds"],
+                                     **({"cpu_seconds": took["cell_cpu_seconds"]} if "cell_cpu_seconds" in took else {})})
         exc.how = "Run the same command again to continue: finished cells are kept and this one resumes from its state"
         raise
     payload = {**payload, "cell": cell.key, "labels": cell.labels, "machine": where_run(str(device or payload.get("device") or "cpu")),
-               "cell_seconds": (before or 0.0) + time.perf_counter() - t0, **({"fingerprint": fp} if fp else {})}
+               **spent(), **({"fingerprint": fp} if fp else {})}
     write_json(folder / "metrics.json", payload)
     (folder / MARKER).unlink(missing_ok=True)
     return payload
@@ -148,7 +162,7 @@ def _run(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool, 
     if not resume:
         _clear(folder)  # an interrupted baseline, a state of another config, or a stale run starts over
         if cell.kind != "baseline":
-            write_json(folder / MARKER, {"fingerprint": fp, "seconds": 0.0})
+            write_json(folder / MARKER, {"fingerprint": fp, "seconds": 0.0, "cpu_seconds": 0.0})
     where = device or "cpu"
     eval_cfg = EvalConfig(ks=(10, 20, 50, 100))
     if cell.kind == "baseline":

@@ -244,7 +244,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
 
         state = trial_state_path(output, cfg)
         before = replay(trial, state, metric)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         kept, device = False, "cpu"
         try:
             model = fitter.fit(cfg, report, state)
@@ -261,7 +261,9 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
             logger.warning("trial %d failed: %s", trial.number, exc)
             value = math.nan
         finally:
-            trial.set_user_attr("seconds", before + time.perf_counter() - start)
+            trial.set_user_attr("seconds", before[0] + time.perf_counter() - start)
+            if before[1] is not None:  # unknown when the state it continued did not count them
+                trial.set_user_attr("cpu_seconds", before[1] + time.process_time() - cpu_start)
             trial.set_user_attr("machine", where_run(device))  # its seconds are this machine's
             if not kept:
                 state.unlink(missing_ok=True)
@@ -357,20 +359,22 @@ def trial_state_path(output: Path, cfg: dict[str, Any]) -> Path:
     return output / STATES / f"{digest}.pt"
 
 
-def replay(trial, state: Path, metric: str) -> float:
+def replay(trial, state: Path, metric: str) -> tuple[float, float | None]:
     """Before a trial continues the training state ``state`` (when there is one): report to the pruner the
-    validations the interrupted run made (it judged them then), note where it resumes, and return the seconds that
-    run had trained. A state that cannot be read is removed, with a warning, and the trial starts over."""
+    validations the interrupted run made (it judged them then), note where it resumes, and return the seconds and
+    CPU seconds that run had trained (None: a state written before CPU seconds were counted). A state that cannot
+    be read is removed, with a warning, and the trial starts over."""
     result = kept_result(state, f"trial {trial.number}")
     if result is None:
-        return 0.0
+        return 0.0, 0.0
     for entry in result.get("history", []):
         if "valid" in entry:
             trial.report(float(entry["valid"][metric]), int(entry["epoch"]))
     trial.set_user_attr("resumed_at_epoch", int(result.get("epochs_run", 0)) + 1)
     logger.info("trial %d: continuing the training state %s after epoch %d", trial.number, state,
                 result.get("epochs_run", 0))
-    return float(result.get("seconds", 0.0))
+    cpu = result.get("cpu_seconds")
+    return float(result.get("seconds", 0.0)), float(cpu) if cpu is not None else None
 
 
 def kept_result(state: Path, who: str) -> dict[str, Any] | None:
@@ -409,10 +413,13 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
     kept = kept_result(state, "refit")
     if kept is not None:
         logger.info("refit: continuing its training state %s", state)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     model = fitter.fit(cfg, state=state)
     state.unlink(missing_ok=True)
-    fit_seconds = float(kept.get("seconds", 0.0) if kept else 0.0) + time.perf_counter() - t0  # every part's
+    kept = kept or {}
+    fit_seconds = float(kept.get("seconds", 0.0)) + time.perf_counter() - t0  # every part's
+    cpu_before = kept.get("cpu_seconds", None if kept.get("seconds") else 0.0)  # None: a part that did not count
+    fit_cpu = float(cpu_before) + time.process_time() - cpu0 if cpu_before is not None else None
     ev = fitter.eval_config(cfg)
     metrics = evaluate_splits(model, fitter.data, ev, getattr(model, "device_", "cpu"))
     valid = metrics["valid"][ev.metric]
@@ -443,20 +450,25 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
     with atomic_open(output / "best.yaml", "w", encoding="utf-8") as fh:
         fh.write("\n".join(header) + "\n" + yaml.safe_dump(full, sort_keys=False))
     return {"best_config": str(output / "best.yaml"), "metrics": metrics, "refit_valid": valid,
-            "refit_seconds": fit_seconds, **({"best_checkpoint": str(checkpoint)} if checkpoint else {})}
+            "refit_seconds": fit_seconds, **({"refit_cpu_seconds": fit_cpu} if fit_cpu is not None else {}),
+            **({"best_checkpoint": str(checkpoint)} if checkpoint else {})}
 
 
 def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
-    """One row per trial: number, state, validation value, seconds, where it was pruned, worker, the machine it ran
-    on (its seconds are that machine's), error, parameters."""
+    """One row per trial: number, state, validation value, seconds (wall clock), CPU seconds (the worker process's
+    CPU time over all its threads: the trial's work, whatever share of a busy machine it got; trials from before
+    2026-12-07 have none), where it was pruned, worker, the machine it ran on (its seconds are that machine's),
+    error, parameters."""
     names = [p.name for p in space.params]
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["number", "state", "value", "seconds", "pruned_at_epoch", "worker", "machine", "error", *names])
+        w.writerow(["number", "state", "value", "seconds", "cpu_seconds", "pruned_at_epoch", "worker", "machine", "error", *names])
         for t in trials:
             params = space.decode(t.params) if t.params else {}
             w.writerow([t.number, t.state.name.lower(), "" if t.value is None or math.isnan(t.value) else t.value,
-                        f"{t.user_attrs.get('seconds', 0.0):.2f}", t.user_attrs.get("pruned_at_epoch", ""),
+                        f"{t.user_attrs.get('seconds', 0.0):.2f}",
+                        f"{t.user_attrs['cpu_seconds']:.2f}" if "cpu_seconds" in t.user_attrs else "",
+                        t.user_attrs.get("pruned_at_epoch", ""),
                         t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("error", ""),
                         *[json.dumps(params[n]) if isinstance(params.get(n), list | dict) else params.get(n, "")
                           for n in names]])
