@@ -26,6 +26,7 @@ from .errors import ConfigError, DDRMError
 from .evaluation import evaluate
 from .interrupt import StopFlag, TrainingInterrupted, graceful_signals
 from .progress import progress
+from .stopwatch import Stopwatch
 from .train_state import LoopState, capture_rng, load_state, restore_rng, save_state, state_exists
 from .trainable import TrainableModule
 
@@ -165,20 +166,16 @@ def train_loop(
     def save(epoch: int, step: int, epoch_loss: float, epoch_rng: dict) -> None:
         if state_path is None or rank != 0:
             return
-        result.seconds, result.cpu_seconds = elapsed(), cpu_elapsed()
+        stamp()
         save_state(state_path, LoopState(
             epoch=epoch, step=step, epoch_loss=epoch_loss, epoch_rng=epoch_rng, rng=capture_rng(model), bad=st.bad,
             best_state=st.best_state, result=result.to_dict(), model=_cpu(model.state_dict()),
             optimizer=opt.state_dict()), desc, seed, cfg_dict, data)
 
-    seconds_before, cpu_before = result.seconds, result.cpu_seconds
-    t_start, cpu_start = time.perf_counter(), time.process_time()
+    watch = Stopwatch((result.seconds, result.cpu_seconds))
 
-    def elapsed() -> float:
-        return seconds_before + time.perf_counter() - t_start
-
-    def cpu_elapsed() -> float:
-        return cpu_before + time.process_time() - cpu_start
+    def stamp() -> None:  # the result's seconds and CPU seconds, every part's
+        result.seconds, result.cpu_seconds = watch.seconds, watch.cpu_seconds or 0.0
 
     guard = graceful_signals() if state_path is not None else nullcontext(StopFlag())
     with guard as stop:
@@ -270,7 +267,7 @@ def train_loop(
     if st.best_state is not None:
         model.load_state_dict(st.best_state)
     model.train(False)
-    result.seconds, result.cpu_seconds = elapsed(), cpu_elapsed()
+    stamp()
     return result
 
 

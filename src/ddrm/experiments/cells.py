@@ -34,6 +34,7 @@ from ..io import atomic_path, write_json
 from ..machine import where_run
 from ..progress import progress
 from ..runs import STATE_FILES, load_model, run_pretrain, run_train
+from ..stopwatch import Parts, Stopwatch, saved_parts
 from .records import fingerprint, from_npz, load_record, record_path, save_record, to_npz
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def load_per_user(folder: Path) -> dict[str, np.ndarray]:
 MARKER = "cell.json"
 
 
-def interrupted_seconds(folder: Path, fp: str | None) -> tuple[float, float | None] | None:
+def interrupted_seconds(folder: Path, fp: str | None) -> Parts | None:
     """The seconds and CPU seconds an interrupted cell in ``folder`` had run when its training state can be continued
     (a state file and a ``cell.json`` of fingerprint ``fp``; CPU seconds None when that marker did not count them);
     None when the cell has to start over."""
@@ -106,10 +107,7 @@ def interrupted_seconds(folder: Path, fp: str | None) -> tuple[float, float | No
         saved = json.loads(marker.read_text())
     except (OSError, ValueError):
         return None
-    if saved.get("fingerprint") != fp:
-        return None
-    cpu = saved.get("cpu_seconds")
-    return float(saved.get("seconds", 0.0)), float(cpu) if cpu is not None else None
+    return saved_parts(saved) if saved.get("fingerprint") == fp else None
 
 
 def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool = True,
@@ -124,14 +122,7 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
     before = interrupted_seconds(folder, fp) if cell.kind != "baseline" else None
     if before is not None:
         logger.info("cell %s: continuing its interrupted training (%.0f s already run)", cell.key, before[0])
-    t0, cpu0 = time.perf_counter(), time.process_time()
-
-    def spent() -> dict[str, float]:
-        """Wall and CPU seconds of every part of the cell's run (CPU: all the process's threads; left out when a part
-        did not count it)."""
-        wall, cpu = before if before is not None else (0.0, 0.0)
-        out = {"cell_seconds": wall + time.perf_counter() - t0}
-        return out | ({"cell_cpu_seconds": cpu + time.process_time() - cpu0} if cpu is not None else {})
+    watch = Stopwatch(before or saved_parts(None))  # every part's seconds
 
     try:
         try:
@@ -140,16 +131,14 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
             if before is None:
                 raise
             logger.warning("cell %s: its training state cannot be continued (%s): starting it over", cell.key, exc)
-            before = None
+            before, watch.before = None, saved_parts(None)
             payload = _run(cell, folder, data, root, quiet, fp, device, resume=False)
     except TrainingInterrupted as exc:
-        took = spent()
-        write_json(folder / MARKER, {"fingerprint": fp, "seconds": took["cell_seconds"],
-                                     **({"cpu_seconds": took["cell_cpu_seconds"]} if "cell_cpu_seconds" in took else {})})
+        write_json(folder / MARKER, {"fingerprint": fp, **watch.record()})
         exc.how = "Run the same command again to continue: finished cells are kept and this one resumes from its state"
         raise
     payload = {**payload, "cell": cell.key, "labels": cell.labels, "machine": where_run(str(device or payload.get("device") or "cpu")),
-               **spent(), **({"fingerprint": fp} if fp else {})}
+               **watch.record("cell_seconds", "cell_cpu_seconds"), **({"fingerprint": fp} if fp else {})}
     write_json(folder / "metrics.json", payload)
     (folder / MARKER).unlink(missing_ok=True)
     return payload

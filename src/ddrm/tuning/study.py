@@ -38,6 +38,7 @@ from ..errors import ConfigError, DDRMError
 from ..interrupt import TrainingInterrupted, graceful_signals
 from ..io import atomic_open, atomic_path, write_json
 from ..machine import where_run
+from ..stopwatch import Parts, Stopwatch, saved_parts
 from .objective import Fitter, ModelSpec, base_config, check_keys, flatten, resolve_model, trial_config
 from .records import INTERRUPTED
 from .space import SearchSpace, load_space, shipped_space_path
@@ -243,8 +244,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (valid {metric} {score:.4f})")
 
         state = trial_state_path(output, cfg)
-        before = replay(trial, state, metric)
-        start, cpu_start = time.perf_counter(), time.process_time()
+        watch = Stopwatch(replay(trial, state, metric))
         kept, device = False, "cpu"
         try:
             model = fitter.fit(cfg, report, state)
@@ -261,9 +261,8 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
             logger.warning("trial %d failed: %s", trial.number, exc)
             value = math.nan
         finally:
-            trial.set_user_attr("seconds", before[0] + time.perf_counter() - start)
-            if before[1] is not None:  # unknown when the state it continued did not count them
-                trial.set_user_attr("cpu_seconds", before[1] + time.process_time() - cpu_start)
+            for attr, seconds in watch.record().items():  # cpu_seconds left out when the state it continued had none
+                trial.set_user_attr(attr, seconds)
             trial.set_user_attr("machine", where_run(device))  # its seconds are this machine's
             if not kept:
                 state.unlink(missing_ok=True)
@@ -359,22 +358,21 @@ def trial_state_path(output: Path, cfg: dict[str, Any]) -> Path:
     return output / STATES / f"{digest}.pt"
 
 
-def replay(trial, state: Path, metric: str) -> tuple[float, float | None]:
+def replay(trial, state: Path, metric: str) -> Parts:
     """Before a trial continues the training state ``state`` (when there is one): report to the pruner the
     validations the interrupted run made (it judged them then), note where it resumes, and return the seconds and
     CPU seconds that run had trained (None: a state written before CPU seconds were counted). A state that cannot
     be read is removed, with a warning, and the trial starts over."""
     result = kept_result(state, f"trial {trial.number}")
     if result is None:
-        return 0.0, 0.0
+        return saved_parts(None)
     for entry in result.get("history", []):
         if "valid" in entry:
             trial.report(float(entry["valid"][metric]), int(entry["epoch"]))
     trial.set_user_attr("resumed_at_epoch", int(result.get("epochs_run", 0)) + 1)
     logger.info("trial %d: continuing the training state %s after epoch %d", trial.number, state,
                 result.get("epochs_run", 0))
-    cpu = result.get("cpu_seconds")
-    return float(result.get("seconds", 0.0)), float(cpu) if cpu is not None else None
+    return saved_parts(result)
 
 
 def kept_result(state: Path, who: str) -> dict[str, Any] | None:
@@ -413,13 +411,10 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
     kept = kept_result(state, "refit")
     if kept is not None:
         logger.info("refit: continuing its training state %s", state)
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    watch = Stopwatch(saved_parts(kept))  # every part's seconds
     model = fitter.fit(cfg, state=state)
     state.unlink(missing_ok=True)
-    kept = kept or {}
-    fit_seconds = float(kept.get("seconds", 0.0)) + time.perf_counter() - t0  # every part's
-    cpu_before = kept.get("cpu_seconds", None if kept.get("seconds") else 0.0)  # None: a part that did not count
-    fit_cpu = float(cpu_before) + time.process_time() - cpu0 if cpu_before is not None else None
+    took = watch.record("refit_seconds", "refit_cpu_seconds")
     ev = fitter.eval_config(cfg)
     metrics = evaluate_splits(model, fitter.data, ev, getattr(model, "device_", "cpu"))
     valid = metrics["valid"][ev.metric]
@@ -450,8 +445,7 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
     with atomic_open(output / "best.yaml", "w", encoding="utf-8") as fh:
         fh.write("\n".join(header) + "\n" + yaml.safe_dump(full, sort_keys=False))
     return {"best_config": str(output / "best.yaml"), "metrics": metrics, "refit_valid": valid,
-            "refit_seconds": fit_seconds, **({"refit_cpu_seconds": fit_cpu} if fit_cpu is not None else {}),
-            **({"best_checkpoint": str(checkpoint)} if checkpoint else {})}
+            **took, **({"best_checkpoint": str(checkpoint)} if checkpoint else {})}
 
 
 def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
