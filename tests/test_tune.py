@@ -200,6 +200,31 @@ def test_two_workers_fill_one_sqlite_study(tmp_path):
     assert len({t.params["train.lr"] for t in finished}) == len(finished)  # the workers' samplers differ
 
 
+def test_workers_sharing_a_study_propose_apart_from_each_others_running_trials():
+    """Trials still running in other workers count as bad results for the sampler (constant liar): four proposals
+    made before any of them finishes spread out, where a sampler blind to them proposes four near-copies."""
+    import numpy as np
+    import optuna
+
+    from ddrm.tuning.study import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    dist = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def spread(sampler) -> float:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        for x in np.random.default_rng(0).uniform(0.0, 1.0, 12):  # finished trials; the best x is 0.3
+            study.add_trial(optuna.trial.create_trial(params={"x": float(x)}, distributions=dist,
+                                                      value=-(x - 0.3) ** 2))
+        return float(np.std([study.ask(dist).params["x"] for _ in range(4)]))  # none told: all four running
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning on some versions
+        for seed in range(3):
+            blind = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, constant_liar=False)
+            assert spread(make_sampler(optuna, seed, 20)) > 3 * spread(blind)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "svd"], "unknown model 'svd'"),
     (["--model", "ease", "--space", "SPACE:params: {alpha: {type: float, low: 0.1, high: 1}}"],

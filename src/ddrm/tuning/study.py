@@ -171,6 +171,14 @@ def _pruner(name: str, prune_after: int = 0):
     return optuna.pruners.NopPruner()
 
 
+def make_sampler(optuna, seed: int, budget: int):
+    """Seeded multivariate TPE: random start points for a quarter of the budget (2 to 10), then TPE. Trials other
+    workers are still running count as bad results (constant liar), so that workers sharing a study explore apart
+    instead of proposing near-copies of the same best guess; a single worker never sees such a trial."""
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, budget // 4)), multivariate=True,
+                                      constant_liar=True)
+
+
 def resolve_space(spec: ModelSpec, path: str | None) -> SearchSpace:
     """``path``, or the union of the shipped spaces of the model (a backend + its denoiser's)."""
     if path is not None:
@@ -222,9 +230,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     before = len(study.get_trials(deepcopy=False))
     # a resumed or parallel process must not replay the same random start points: shift the seed by what is there
-    startup = min(10, max(2, budget // 4))
-    study.sampler = optuna.samplers.TPESampler(seed=opts.seed + 1000 * opts.worker + before,
-                                               n_startup_trials=startup, multivariate=True)
+    study.sampler = make_sampler(optuna, opts.seed + 1000 * opts.worker + before, budget)
     fail_orphans(study, storage, opts.stale_after)
     done = len(study.get_trials(deepcopy=False, states=finished_states))
     t0 = time.perf_counter()
