@@ -10,7 +10,8 @@ at once, each with ``cores / parallel`` torch threads (``--threads``; never more
 is started with), the studies with the fewest trials left first. When a study's
 workers have stopped and its budget is full, one more ``ddrm tune`` (no trial left to run) refits the best trial,
 evaluates it on test once and writes ``best.yaml``; a refit starts before new workers (its best.yaml may be the
-backbone a DDRM study waits for). At ``--minutes`` every worker is sent SIGTERM (a trained model's trial or refit
+backbone a DDRM study waits for). At ``--minutes``, or when the grid itself gets SIGTERM or SIGINT (it then exits
+143 or 130 after its JSON), every worker is sent SIGTERM (a trained model's trial or refit
 keeps its training state and stops; the next run continues it) and, ``--grace`` minutes later, SIGKILL (a
 closed-form trial or an evaluation still running): a killed trial is failed by the next run's heartbeat check
 (``--stale-after``) and its parameters run again. ``--status`` only reports; ``--install configs`` copies each
@@ -235,6 +236,7 @@ def main() -> None:
                    help="folder of the studies' trial records (<dataset>/<name>.jsonl), loaded into a study folder "
                         "without study.db and rewritten as trials finish; 'none' for neither")
     args = p.parse_args()
+    stopped_by = None
     if args.workers < 1 or args.parallel < 1:
         sys.exit("--workers and --parallel must be >= 1.")
     trials, studies = load_grid(Path(args.grid))
@@ -256,13 +258,17 @@ def main() -> None:
             if n:
                 print(f"{s.id}: {n} trials loaded from {s.record_file(records)}", file=sys.stderr)
         try:
-            run_grid(studies, trials, runs, args, t0, lambda: [save(s, runs, records) for s in studies])
+            stopped_by = run_grid(studies, trials, runs, args, t0, lambda: [save(s, runs, records) for s in studies])
         finally:
             for s in studies:
                 save(s, runs, records)
     rows = [progress(s, runs, records) for s in studies]
     print(json.dumps({"grid": args.grid, "trials": trials, "seconds": round(time.monotonic() - t0, 1),
                       "studies": rows}))
+    if stopped_by is not None:
+        from ddrm.interrupt import EXIT_CODES
+
+        sys.exit(EXIT_CODES.get(stopped_by, 130))
 
 
 def install(study: Study, runs: Path, configs: Path) -> Path | None:
@@ -328,10 +334,13 @@ def work_queue(studies: list[Study], left: list[int], workers: int) -> list[tupl
 
 
 def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Namespace, t0: float,
-             checkpoint=lambda: None) -> None:
+             checkpoint=lambda: None) -> int | None:
     """Workers for every study short of its budget (those with the fewest trials left first), then one final
     ``ddrm tune`` for each study that got new trials or has no best.yaml yet, once its budget is full and none of
-    its workers is left. ``checkpoint()`` is called every minute (it writes the trial records)."""
+    its workers is left. ``checkpoint()`` is called every minute (it writes the trial records). At the deadline, or
+    on SIGTERM / SIGINT to this process, every worker is sent SIGTERM and nothing new starts; returns the signal
+    that stopped the grid, if any (its workers are never left running on their own)."""
+    from ddrm.interrupt import graceful_signals
     from ddrm.tuning.objective import resolve_model
     from ddrm.tuning.study import resolve_space, study_budget
 
@@ -366,42 +375,45 @@ def run_grid(studies: list[Study], trials: int, runs: Path, args: argparse.Names
     finals = [s for s in studies if any(t is s for t, _ in todo) or not (s.folder(runs) / "best.yaml").is_file()
               and not s.installed().is_file()]  # a full study installed from another clone is not refitted again
     deadline = t0 + 60 * args.minutes if args.minutes is not None else None
-    stopping, saved = False, time.monotonic()
-    while todo or running or finals:
-        now = time.monotonic()
-        if now - saved > 60:
-            checkpoint()
-            saved = now
-        if deadline is not None and now > deadline and not stopping:  # every process: stop after its trial
-            for proc, _ in running:
-                proc.send_signal(signal.SIGTERM)
-            todo, finals, stopping = [], [], True
-        if stopping and now > deadline + 60 * args.grace:
-            for proc, _ in running:
-                proc.kill()
-        running = [(proc, s) for proc, s in running if proc.poll() is None]
-        alive = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo} | {
-            s.folder(runs) for s in finals}
-        for s in {s.folder(runs): s for s, _ in todo if not s.ready(runs) and runs / s.backbone not in alive}.values():
-            print(f"{s.id}: skipped, its backbone {s.backbone} has no best.yaml and no run left to write "
-                  f"it", file=sys.stderr)
-            todo = [(t, w) for t, w in todo if t is not s]
-            finals = [t for t in finals if t is not s]
-        # refits first: a finished study's best.yaml may be the backbone another study waits for
-        busy = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo}
-        for s in [s for s in finals if s.folder(runs) not in busy]:
-            if len(running) >= args.parallel:
-                break
-            finals.remove(s)
-            if full(s):  # a study whose workers stopped short (an error) keeps its trials and gets no refit
-                launch(s, "final.log", [])
-        while len(running) < args.parallel:
-            k = next((k for k, (s, _) in enumerate(todo) if s.ready(runs)), None)
-            if k is None:  # nothing to start, or only studies that wait for their backbone's best.yaml
-                break
-            s, w = todo.pop(k)
-            launch(s, f"worker{w}.log", ["--worker", str(w), "--no-final"])
-        time.sleep(1.0)
+    kill_at, saved = None, time.monotonic()
+    with graceful_signals("stopping every worker (SIGTERM now, SIGKILL after --grace minutes)") as stop:
+        while todo or running or finals:
+            now = time.monotonic()
+            if now - saved > 60:
+                checkpoint()
+                saved = now
+            if kill_at is None and (stop.requested or deadline is not None and now > deadline):
+                for proc, _ in running:  # every process: stop after its trial's step (a state is kept)
+                    proc.send_signal(signal.SIGTERM)
+                todo, finals, kill_at = [], [], now + 60 * args.grace
+            if kill_at is not None and now > kill_at:
+                for proc, _ in running:
+                    proc.kill()
+            running = [(proc, s) for proc, s in running if proc.poll() is None]
+            alive = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo} | {
+                s.folder(runs) for s in finals}
+            orphans = {s.folder(runs): s for s, _ in todo if not s.ready(runs) and runs / s.backbone not in alive}
+            for s in orphans.values():
+                print(f"{s.id}: skipped, its backbone {s.backbone} has no best.yaml and no run left to write "
+                      f"it", file=sys.stderr)
+                todo = [(t, w) for t, w in todo if t is not s]
+                finals = [t for t in finals if t is not s]
+            # refits first: a finished study's best.yaml may be the backbone another study waits for
+            busy = {s.folder(runs) for _, s in running} | {s.folder(runs) for s, _ in todo}
+            for s in [s for s in finals if s.folder(runs) not in busy]:
+                if len(running) >= args.parallel:
+                    break
+                finals.remove(s)
+                if full(s):  # a study whose workers stopped short (an error) keeps its trials and gets no refit
+                    launch(s, "final.log", [])
+            while len(running) < args.parallel:
+                k = next((k for k, (s, _) in enumerate(todo) if s.ready(runs)), None)
+                if k is None:  # nothing to start, or only studies that wait for their backbone's best.yaml
+                    break
+                s, w = todo.pop(k)
+                launch(s, f"worker{w}.log", ["--worker", str(w), "--no-final"])
+            time.sleep(1.0)
+    return stop.signum
 
 
 if __name__ == "__main__":

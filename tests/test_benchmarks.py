@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -160,6 +161,16 @@ def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path, c
                                                   "waiting_for": "synthetic/mf-small"}]
 
 
+def _tune_grid_long_study(tmp_path: Path) -> list[str]:
+    """A grid command over one study of 50 long MF trials (2000 epochs each), two workers."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(json.dumps({"trials": 50, "studies": [{"dataset": "synthetic", "model": "mf", "set": [
+        "data.synthetic.n_users=300", "data.synthetic.n_items=200", "train.epochs=2000", "train.eval_every=500",
+        "train.patience=1000"]}]}))
+    return [sys.executable, str(BENCH / "tune_grid.py"), "--grid", str(grid), "--runs", str(tmp_path / "runs"),
+            "--workers", "2", "--records", str(tmp_path / "records")]
+
+
 def test_tune_grid_stops_its_workers_at_the_deadline(tmp_path):
     """--minutes: every worker is stopped (SIGTERM, then SIGKILL after --grace); no final refit of an open study."""
     import time
@@ -167,18 +178,42 @@ def test_tune_grid_stops_its_workers_at_the_deadline(tmp_path):
     import pytest
 
     pytest.importorskip("optuna")
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(json.dumps({"trials": 50, "studies": [{"dataset": "synthetic", "model": "mf", "set": [
-        "data.synthetic.n_users=300", "data.synthetic.n_items=200", "train.epochs=2000", "train.eval_every=500",
-        "train.patience=1000"]}]}))
     t0 = time.monotonic()
-    out = subprocess.run([sys.executable, str(BENCH / "tune_grid.py"), "--grid", str(grid), "--runs",
-                          str(tmp_path / "runs"), "--workers", "2", "--minutes", "0.1", "--grace", "0.05",
-                          "--records", str(tmp_path / "records")],
+    out = subprocess.run([*_tune_grid_long_study(tmp_path), "--minutes", "0.1", "--grace", "0.05"],
                          capture_output=True, text=True, check=True, cwd=tmp_path, timeout=120)
     assert time.monotonic() - t0 < 60  # 6 s + 3 s grace + start-up, not 50 long trials
     row = json.loads(out.stdout)["studies"][0]
     assert row["finished"] < 50 and not row["best_yaml"]
+
+
+def test_tune_grid_sent_sigterm_stops_its_workers_instead_of_leaving_them_running(tmp_path):
+    """SIGTERM to the grid process (kill PID, a job scheduler's stop): it passes SIGTERM on to every worker, whose
+    trial keeps its training state, waits for them, writes its JSON and exits 143. Before, the grid died alone and
+    its workers went on with their trials."""
+    import signal
+    import sqlite3
+    import time
+
+    import pytest
+
+    pytest.importorskip("optuna")
+    proc = subprocess.Popen(_tune_grid_long_study(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=tmp_path)
+    db = tmp_path / "runs" / "synthetic" / "mf" / "study.db"
+    running, t0 = 0, time.monotonic()
+    while running < 2 and time.monotonic() - t0 < 90:  # both workers inside a trial (their signal handlers set)
+        time.sleep(0.5)
+        if db.is_file():
+            with contextlib.suppress(sqlite3.OperationalError), contextlib.closing(sqlite3.connect(db)) as con:
+                running = con.execute("SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'").fetchone()[0]
+    assert running == 2, proc.kill() or proc.communicate()[1]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, err
+    assert json.loads(out)["studies"][0]["finished"] < 50
+    logs = sorted(db.parent.glob("worker*.log"))
+    assert len(logs) == 2 and all("tuning stopped by SIGTERM" in log.read_text() for log in logs)
+    assert len(list((db.parent / "trial-states").glob("*.pt"))) == 2  # each stopped trial's state, kept
 
 
 def test_tune_grid_only_picks_a_named_study_alone_and_others_by_substring(monkeypatch):

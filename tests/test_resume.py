@@ -230,3 +230,22 @@ def test_a_signal_taken_by_a_nested_block_stops_the_enclosing_one_too():
         with graceful_signals():
             pass
         assert not outer.requested
+
+
+def test_a_block_entered_after_the_enclosing_one_took_a_signal_starts_stopped():
+    """SIGTERM while a trial is still setting up (the study's block has taken it, the training loop's has not begun):
+    the training loop must stop at its first step, not run the whole trial."""
+    import os
+
+    from ddrm.interrupt import graceful_signals
+
+    with graceful_signals("stopping the outer") as outer:
+        os.kill(os.getpid(), signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while not outer.requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with graceful_signals("stopping the inner") as inner:
+            assert inner.signum == signal.SIGTERM
+    with graceful_signals():
+        with graceful_signals() as inner:
+            assert not inner.requested

@@ -55,7 +55,8 @@ def graceful_signals(then: str = "finishing the current step and saving the trai
     main thread (where Python cannot install handlers) the flag is never set and signals behave as usual. The
     previous handlers are restored on exit, and a signal taken inside a nested block (a trial's training inside
     ``ddrm tune``) also sets the enclosing block's flag, so a stop requested in a trial's last epoch still stops the
-    study.
+    study; a nested block entered after the enclosing one took a signal starts with its flag set, so a stop requested
+    while a trial was still setting up stops its training at the first step (its state kept) instead of after it.
     """
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
@@ -70,6 +71,10 @@ def graceful_signals(then: str = "finishing the current step and saving the trai
 
     handler.stop_flag = flag  # type: ignore[attr-defined]
     previous = {s: signal.signal(s, handler) for s in EXIT_CODES}
+    taken = next((f for h in previous.values() if (f := getattr(h, "stop_flag", None)) is not None
+                  and f.requested), None)
+    if taken is not None:  # a stop the enclosing block took before this one began (a trial still setting up)
+        flag.signum = taken.signum
     try:
         yield flag
     finally:
