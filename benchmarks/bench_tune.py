@@ -5,7 +5,8 @@
 
 Running mode: one ``ddrm tune --no-final`` per model into a temporary folder (the trained models start from
 ``configs/<data>/<model>.yaml`` where it exists, pruner off so each trial runs its whole schedule); a study's
-``trials.csv`` gives each trial's seconds (fit + validation). Study mode reads the ``trials.csv`` of every study folder
+``trials.csv`` gives each trial's seconds (fit + validation; wall clock, and the worker's CPU seconds where recorded:
+the cost of a trial that shared a busy machine). Study mode reads the ``trials.csv`` of every study folder
 under the given path (pruned trials are listed apart: their time is cut short by the pruner).
 """
 
@@ -34,6 +35,11 @@ def summarise(model: str, trials_csv: Path) -> dict:
         if secs:
             out[state] = {"n": len(secs), "mean_s": statistics.fmean(secs), "median_s": statistics.median(secs),
                           "min_s": min(secs), "max_s": max(secs)}
+            # the process's CPU time: on a shared machine, the trial's work whatever share of the cores it got
+            cpu = [float(r["cpu_seconds"]) for r in rows if r["state"] == state and r.get("cpu_seconds")]
+            if cpu:
+                out[state].update({"cpu_n": len(cpu), "cpu_mean_s": statistics.fmean(cpu),
+                                   "cpu_median_s": statistics.median(cpu)})
     done = [float(r["value"]) for r in rows if r["state"] == "complete" and r["value"]]
     if done:
         out["best_valid"] = max(done)

@@ -56,6 +56,7 @@ def test_bench_tune_times_each_trial(tmp_path):
     rows = {r["model"]: r for r in res["results"]}
     assert rows["ease"]["trials"] == 2 and rows["ease"]["complete"]["n"] == 2 and rows["mostpop"]["trials"] == 1
     assert 0 < rows["ease"]["complete"]["min_s"] <= rows["ease"]["complete"]["max_s"]
+    assert rows["ease"]["complete"]["cpu_n"] == 2 and rows["ease"]["complete"]["cpu_mean_s"] > 0
     again = json.loads(subprocess.run([sys.executable, str(BENCH / "bench_tune.py"), "--studies",
                                        str(Path(__file__).resolve().parents[1] / "nonexistent")],
                                       capture_output=True, text=True, check=True, cwd=BENCH).stdout)
