@@ -443,6 +443,9 @@ def test_an_interrupted_cell_continues_its_training_when_the_command_runs_again(
     done = json.loads((cell / "metrics.json").read_text())
     assert done["cell_seconds"] > marker["seconds"]
     assert done["cell_cpu_seconds"] > marker["cpu_seconds"]  # both parts' CPU time, the work whatever the share
+    from ddrm.machine import code_version
+
+    assert done["code"] == code_version()  # the code that computed it (version + commit in a checkout)
     assert not (cell / "cell.json").exists() and not list(cell.glob("state*.pt"))
 
     spare_cell = spare / "cells" / "synthetic" / "mf" / "seed0"

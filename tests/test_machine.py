@@ -27,3 +27,54 @@ def test_machine_info_describes_this_process_and_feeds_the_results_line():
     assert m["logical_cpus"] == os.cpu_count() and (m["cuda"] is None) == (not torch.cuda.is_available())
     line = machine_line()
     assert line.startswith(f"{m['cpu']}, {m['logical_cpus']} logical CPUs") and f"torch {m['torch']}" in line
+
+
+def test_describe_code_names_the_commit_of_a_ddrm_checkout_and_only_of_one(tmp_path):
+    """Version + commit in ddrm's own checkout, '.dirty' once the package's files change (not when other files of
+    the checkout do); the version alone for a package that is not src/ddrm of its repository."""
+    import shutil
+    import subprocess
+
+    from ddrm.machine import describe_code
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    package = tmp_path / "src" / "ddrm"
+    package.mkdir(parents=True)
+    (package / "model.py").write_text("x = 1\n")
+    (tmp_path / "RESULTS.md").write_text("numbers\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    commit = git("rev-parse", "--short=12", "HEAD")
+    assert describe_code(package, "0.1.0") == f"0.1.0+{commit}"
+    (tmp_path / "RESULTS.md").write_text("new numbers\n")  # results written by a run: the code is unchanged
+    assert describe_code(package, "0.1.0") == f"0.1.0+{commit}"
+    (package / "model.py").write_text("x = 2\n")
+    assert describe_code(package, "0.1.0") == f"0.1.0+{commit}.dirty"
+    other = tmp_path / "lib" / "ddrm"  # a package inside some other repository (a venv in a user's project)
+    other.mkdir(parents=True)
+    assert describe_code(other, "0.1.0") == "0.1.0"
+
+
+def test_code_version_is_this_checkouts_commit():
+    import subprocess
+    from pathlib import Path
+
+    import ddrm
+    from ddrm.machine import code_version
+
+    v = code_version()
+    assert v.startswith(ddrm.__version__)
+    src = Path(ddrm.__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=src, capture_output=True, text=True)
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=src, capture_output=True, text=True)
+    if head.returncode != 0 or Path(top.stdout.strip()).resolve() / "src" / "ddrm" != src:
+        assert v == ddrm.__version__  # installed from a wheel, or not run from a checkout
+    else:
+        assert v.removesuffix(".dirty") == f"{ddrm.__version__}+{head.stdout.strip()}"

@@ -17,7 +17,7 @@ import torch
 
 from ddrm.cli import main
 from ddrm.errors import ConfigError
-from ddrm.machine import where_run
+from ddrm.machine import code_version, where_run
 from ddrm.tuning import load_space, model_names, shipped_spaces
 from ddrm.tuning.objective import resolve_model
 
@@ -50,6 +50,7 @@ def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_
     assert p["best"]["valid"] == pytest.approx(max(float(r["value"]) for r in complete))
     assert p["refit_valid"] == pytest.approx(p["best"]["valid"], rel=1e-6)
     assert {r["machine"] for r in rows} == {where_run("cpu")}  # whose seconds these are
+    assert {r["code"] for r in rows} == {code_version()}  # and whose code computed their values
     assert all(float(r["cpu_seconds"]) > 0 for r in rows)  # the trial's work, whatever share of the machine it got
     # the refitted model is kept: evaluating it gives the refit's numbers without training again
     assert p["best_checkpoint"] == str(out / "best.pt") and f"# the refitted model: {out / 'best.pt'}" in (

@@ -1,11 +1,14 @@
-"""Process-level tuning applied by the command-line entry point (never on import of the library)."""
+"""The process and what it runs on: memory tuning applied by the command-line entry point (never on import of the
+library), and what results record of where and from which code they came."""
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,3 +65,34 @@ def where_run(device: str = "cpu") -> str:
     is a CUDA one."""
     m = machine_info()
     return f"{m['cpu']}, {m['cuda']}" if str(device).startswith("cuda") and m["cuda"] else str(m["cpu"])
+
+
+@functools.cache
+def code_version() -> str:
+    """The ddrm code a result came from, recorded with tuning trials and experiment cells: the package version, and
+    when the package runs from its git checkout the commit (``0.1.0+880b920c1d2e``), marked ``.dirty`` when the
+    package's own files differ from it (uncommitted changes elsewhere in the checkout, such as docs or results, do
+    not count). Installed from a wheel or without git: the version alone."""
+    from . import __version__
+
+    return describe_code(Path(__file__).resolve().parent, __version__)
+
+
+def describe_code(package: Path, version: str) -> str:
+    """``version``, plus ``+COMMIT[.dirty]`` when ``package`` is ``src/ddrm`` of a git checkout (see
+    :func:`code_version`)."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=package, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if not top or Path(top).resolve() / "src" / "ddrm" != package.resolve():  # e.g. a venv inside a user's repo
+        return version
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return version
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", str(package))
+    return f"{version}+{commit}" + (".dirty" if changed else "")

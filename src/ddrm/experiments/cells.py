@@ -31,7 +31,7 @@ from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate
 from ..interrupt import TrainingInterrupted
 from ..io import atomic_path, write_json
-from ..machine import where_run
+from ..machine import code_version, where_run
 from ..progress import progress
 from ..runs import STATE_FILES, load_model, run_pretrain, run_train
 from ..stopwatch import Parts, Stopwatch, saved_parts
@@ -137,7 +137,8 @@ def run_cell(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bo
         write_json(folder / MARKER, {"fingerprint": fp, **watch.record()})
         exc.how = "Run the same command again to continue: finished cells are kept and this one resumes from its state"
         raise
-    payload = {**payload, "cell": cell.key, "labels": cell.labels, "machine": where_run(str(device or payload.get("device") or "cpu")),
+    payload = {**payload, "cell": cell.key, "labels": cell.labels, "code": code_version(),
+               "machine": where_run(str(device or payload.get("device") or "cpu")),
                **watch.record("cell_seconds", "cell_cpu_seconds"), **({"fingerprint": fp} if fp else {})}
     write_json(folder / "metrics.json", payload)
     (folder / MARKER).unlink(missing_ok=True)

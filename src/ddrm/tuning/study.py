@@ -37,7 +37,7 @@ from ..data.interactions import Interactions
 from ..errors import ConfigError, DDRMError
 from ..interrupt import TrainingInterrupted, graceful_signals
 from ..io import atomic_open, atomic_path, write_json
-from ..machine import where_run
+from ..machine import code_version, where_run
 from ..stopwatch import Parts, Stopwatch, saved_parts
 from .objective import Fitter, ModelSpec, base_config, check_keys, flatten, resolve_model, trial_config
 from .records import INTERRUPTED
@@ -270,6 +270,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
             for attr, seconds in watch.record().items():  # cpu_seconds left out when the state it continued had none
                 trial.set_user_attr(attr, seconds)
             trial.set_user_attr("machine", where_run(device))  # its seconds are this machine's
+            trial.set_user_attr("code", code_version())  # and its value this code's
             if not kept:
                 state.unlink(missing_ok=True)
         return value
@@ -457,19 +458,22 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
 def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
     """One row per trial: number, state, validation value, seconds (wall clock), CPU seconds (the worker process's
     CPU time over all its threads: the trial's work, whatever share of a busy machine it got; trials from before
-    2026-12-07 have none), where it was pruned, worker, the machine it ran on (its seconds are that machine's),
-    error, parameters."""
+    2026-12-07 have none), where it was pruned, worker, the machine it ran on (its seconds are that machine's), the
+    code that computed it (``machine.code_version``: ddrm's version and git commit; none before 2026-12-07), error,
+    parameters."""
     names = [p.name for p in space.params]
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["number", "state", "value", "seconds", "cpu_seconds", "pruned_at_epoch", "worker", "machine", "error", *names])
+        w.writerow(["number", "state", "value", "seconds", "cpu_seconds", "pruned_at_epoch", "worker", "machine", "code",
+                    "error", *names])
         for t in trials:
             params = space.decode(t.params) if t.params else {}
             w.writerow([t.number, t.state.name.lower(), "" if t.value is None or math.isnan(t.value) else t.value,
                         f"{t.user_attrs.get('seconds', 0.0):.2f}",
                         f"{t.user_attrs['cpu_seconds']:.2f}" if "cpu_seconds" in t.user_attrs else "",
                         t.user_attrs.get("pruned_at_epoch", ""),
-                        t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("error", ""),
+                        t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("code", ""),
+                        t.user_attrs.get("error", ""),
                         *[json.dumps(params[n]) if isinstance(params.get(n), list | dict) else params.get(n, "")
                           for n in names]])
 
