@@ -182,6 +182,37 @@ def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_id
     assert not list(tmp_path.glob("ref/trial-states/*.pt"))
 
 
+def test_the_refit_waits_for_trials_still_running_in_other_workers(tmp_path, capsys, monkeypatch):
+    """The worker that refits must choose the best among all the budget's trials: one still running in another worker
+    (here: added as running, finished 2 s later from another thread, best of all) is waited for, then refitted."""
+    import threading
+
+    import optuna
+
+    from ddrm.tuning import study as study_mod
+
+    out = tmp_path / "mf"
+    common = ["--model", "mf", *MF, "--pruner", "none", "--trials", "3", "--output", str(out)]
+    first = _tune([*common, "--no-final"], capsys)
+    storage = f"sqlite:///{out / 'study.db'}"
+    study = optuna.load_study(study_name=first["study"], storage=storage)
+    best = study.best_trial
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=best.params,
+                                              distributions=best.distributions))
+    other = max(t.number for t in study.trials)
+    monkeypatch.setattr(study_mod, "RUNNING_POLL_SECONDS", 0.2)
+    finisher = threading.Timer(2.0, lambda: study.tell(other, best.value + 0.5))  # the other worker ends it
+    finisher.start()
+    t0 = time.monotonic()
+    try:
+        done = _tune(common, capsys)
+    finally:
+        finisher.cancel()
+    assert time.monotonic() - t0 >= 2.0  # it waited
+    assert done["best"]["number"] == other and done["trials"]["complete"] == 4 and done["trials"]["running"] == 0
+    assert (out / "best.yaml").is_file()
+
+
 def test_two_workers_fill_one_sqlite_study(tmp_path):
     db = tmp_path / "shared.db"
     common = [sys.executable, "-m", "ddrm", "tune", "--model", "mf", *MF, "--set", "train.epochs=15",

@@ -307,6 +307,9 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     if stop.requested:
         raise TrainingInterrupted(f"tuning stopped by {stop.name} after trial {trials[-1].number if trials else 0}; "
                                   f"{output / 'trials.csv'} lists the finished trials", stop.signum, str(output), RERUN)
+    if opts.final and wait_for_other_workers(study, storage, opts.stale_after):
+        trials = study.get_trials(deepcopy=False)
+        write_trials_csv(output / "trials.csv", trials, space)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
     counts["interrupted"] = sum(str(t.user_attrs.get("error", "")).startswith(INTERRUPTED) for t in trials)
     counts["fail"] -= counts["interrupted"]  # interrupted trials are continued, not failed by their parameters
@@ -396,6 +399,41 @@ def kept_result(state: Path, who: str) -> dict[str, Any] | None:
         logger.warning("%s: its training state %s cannot be continued (%s): starting over", who, state, exc)
         state.unlink(missing_ok=True)
         return None
+
+
+RUNNING_POLL_SECONDS = 30.0
+
+
+def wait_for_other_workers(study, storage, stale_after: float) -> bool:
+    """Before the refit, wait until no trial of the study is running: the last trials of the other workers sharing it
+    belong to the budget, and the best trial (the one refitted and evaluated on test) must be chosen among all of
+    them. A worker that died meanwhile does not hold the wait for ever: its trial is failed by the heartbeat check
+    (``stale_after``; a journal file has no heartbeats, so there the refit goes ahead, saying which trials it did not
+    wait for). SIGINT / SIGTERM stop the wait (``TrainingInterrupted``; the next run refits). Returns whether it
+    waited."""
+    optuna = _optuna()
+    running = optuna.trial.TrialState.RUNNING
+    beats = isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() is not None
+    others = study.get_trials(deepcopy=False, states=(running,))
+    if not others:
+        return False
+    numbers = ", ".join(str(t.number) for t in others)
+    if not beats:
+        logger.warning("trials %s are still running in other workers and this storage has no heartbeats: the best "
+                       "trial is chosen among the finished ones", numbers)
+        return False
+    logger.warning("waiting for trials %s, still running in other workers, before choosing the best trial", numbers)
+    with graceful_signals("stopping the wait; the next run refits the best trial") as stop:
+        while not stop.requested:
+            optuna.storages.fail_stale_trials(study)
+            fail_orphans(study, storage, stale_after)
+            if not study.get_trials(deepcopy=False, states=(running,)):
+                return True
+            until = time.monotonic() + RUNNING_POLL_SECONDS
+            while not stop.requested and time.monotonic() < until:
+                time.sleep(min(1.0, RUNNING_POLL_SECONDS))
+    raise TrainingInterrupted(f"tuning stopped by {stop.name} while waiting for trials {numbers} of other workers; "
+                              f"the next run refits the best trial", stop.signum, None, RERUN)
 
 
 def _best_value(study) -> float | None:
