@@ -126,6 +126,9 @@ def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     assert {f: f.stat().st_mtime_ns for f in cell_files} == stamps
     block = (tmp_path / "RESULTS.md").read_text()
     assert "## Comparison table — synthetic" in block and "Seeds 0..1; 20 cells" in block
+    assert set(p["cell_cpu_seconds"]) == set(p["cell_seconds"]) and len(p["cell_seconds"]) == 20
+    assert all(v > 0 for v in p["cell_cpu_seconds"].values())
+    assert "wall clock: the 20 cells that recorded their CPU time used " in block
     assert p["markdown"] in block and block.count("<!-- ddrm:begin table -->") == 1
 
 

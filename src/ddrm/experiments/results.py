@@ -73,6 +73,11 @@ def block_body(payload: dict[str, Any], command: str, plot_name: str | None) -> 
         model = key.split("/")[-2]
         by_model[model] = by_model.get(model, 0.0) + s
     detail = ", ".join(f"{m} {_minutes(s)}" for m, s in by_model.items())
+    cpu = payload.get("cell_cpu_seconds", {})
+    if cpu:  # wall clock mixes the shares of a busy machine; the CPU time is the work
+        wall = sum(spent.get(k, 0.0) for k in cpu)
+        detail += (f"; wall clock: the {len(cpu)} cells that recorded their CPU time used {_minutes(sum(cpu.values()))}"
+                   f" of CPU in {_minutes(wall)}")
     lines = ["```bash", command, "```", "",
              f"Seeds 0..{payload['seeds'] - 1}; {payload['cells']} cells"
              + (f", {payload['not_run']} of them not run yet (each row shows the seeds it has; its note names the "

@@ -181,13 +181,15 @@ def _execute(setup: Setup, cells: list[Cell], out: Path) -> dict[str, dict[str, 
     return results
 
 
-def _spent(results: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Seconds each finished cell took when it ran (resumed cells keep their original time)."""
-    return {k: float(r["cell_seconds"]) for k, r in results.items() if "cell_seconds" in r}
+def _spent(results: dict[str, dict[str, Any]], key: str = "cell_seconds") -> dict[str, float]:
+    """Seconds each finished cell took when it ran (resumed cells keep their original time): wall clock, or with
+    ``key="cell_cpu_seconds"`` the process's CPU time (recorded by cells run since 2026-12-07)."""
+    return {k: float(r[key]) for k, r in results.items() if r.get(key) is not None}
 
 
 def _provenance(cells: list[Cell], seeds: int, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The payload entries every experiment reports: its cells, seeds, the seconds each finished cell took, the
+    """The payload entries every experiment reports: its cells, seeds, the seconds (wall clock, and CPU where
+    recorded) each finished cell took, the
     cells left out as not run yet (``--finished-only``), and how many finished cells ran on which machine (cells
     from before 2026-12-07 did not record it)."""
     machines: dict[str, int] = {}
@@ -196,6 +198,7 @@ def _provenance(cells: list[Cell], seeds: int, results: dict[str, dict[str, Any]
             where = r.get("machine", "not recorded")
             machines[where] = machines.get(where, 0) + 1
     return {"cells": len(cells), "seeds": seeds, "cell_seconds": _spent(results),
+            "cell_cpu_seconds": _spent(results, "cell_cpu_seconds"),
             "not_run": sum(r.get("error") == NOT_RUN for r in results.values()), "machines": machines}
 
 
