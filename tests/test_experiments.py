@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -130,6 +131,26 @@ def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     assert all(v > 0 for v in p["cell_cpu_seconds"].values())
     assert "wall clock: the 20 cells that recorded their CPU time used " in block
     assert p["markdown"] in block and block.count("<!-- ddrm:begin table -->") == 1
+
+
+def test_two_processes_share_one_experiment_and_run_each_cell_once(tmp_path):
+    """Two 'ddrm experiment table' processes on one output folder: every cell is run by exactly one of them (the
+    other goes on, then waits for it and reads it back), and both print the whole, identical table."""
+    import re
+
+    out = tmp_path / "table"
+    cmd = [sys.executable, "-m", "ddrm", "experiment", "table", "--quick", "--seeds", "2", "--backends", "mf",
+           "--output", str(out), "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    ran = [set(re.findall(r"cell (\S+) done in", err)) for _, err in outs]
+    cells = {str(f.parent.relative_to(out / "cells")) for f in out.glob("cells/**/metrics.json")}
+    assert len(cells) == 20 and ran[0] | ran[1] == cells and not ran[0] & ran[1]
+    rows = [json.loads(o)["rows"] for o, _ in outs]
+    assert rows[0] == rows[1] and len(rows[0]) == 10
 
 
 def test_experiment_table_with_a_hyphenated_backend_name(capsys, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ddrm.cli import main
-from ddrm.io import atomic_dir, atomic_open, atomic_path
+from ddrm.io import atomic_dir, atomic_open, atomic_path, file_lock
 
 
 def _mode(path: Path) -> int:
@@ -60,3 +60,13 @@ def test_a_commands_outputs_are_readable_by_the_group_under_umask_022(tmp_path, 
     capsys.readouterr()
     written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
     assert written and all(_mode(p) == 0o644 for p in written), {p.name: oct(_mode(p)) for p in written}
+
+
+def test_file_lock_is_exclusive_and_says_at_once_when_it_is_held(tmp_path):
+    path = tmp_path / "cell.lock"
+    with file_lock(path) as held:
+        assert held
+        with file_lock(path, wait=False) as other:  # another open file: another holder, as another process would be
+            assert other is False
+    with file_lock(path, wait=False) as again:  # let go at the end of the block
+        assert again

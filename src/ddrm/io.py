@@ -1,4 +1,4 @@
-"""Atomic file writing: write to a temporary file in the same folder, fsync, then rename.
+"""Safe file writing: atomic writes (a temporary file in the same folder, fsync, then rename) and advisory locks.
 
 A crash or a user error therefore never leaves a half-written file under the final name. The result has the
 permissions a plain ``open(path, "w")`` / ``mkdir`` would give it (the umask's for a new file or folder, the old
@@ -102,3 +102,25 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str], wait: bool = True) -> Iterator[bool]:
+    """An exclusive advisory lock (``flock``) on ``path`` (created if needed; its folder must exist) for the block.
+
+    Yields whether it is held: always with ``wait`` (blocks until the holder lets go), else False at once when
+    another process holds it. Released at the end of the block, or by the system when the process dies, so a killed
+    holder never leaves it stuck. Processes on one machine, or on a shared file system that supports ``flock``.
+    """
+    import fcntl
+
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -7,11 +7,13 @@ names the cell's fingerprint (:mod:`ddrm.experiments.records`): a finished cell 
 again, and with a records folder each finished cell is also kept there and taken from there on a fresh machine.
 A trained cell stopped by SIGINT / SIGTERM keeps its training state (``state*.pt``) and ``cell.json`` (its
 fingerprint and the seconds it had run): the next run of the command continues that training where it stopped,
-bit-identically on the same machine, instead of starting the cell over.
+bit-identically on the same machine, instead of starting the cell over. Several processes can share one experiment:
+a process runs a cell only while it holds the cell's lock (``<cell folder>.lock``), see :func:`run_cells`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -30,7 +32,7 @@ from ..data.interactions import Interactions
 from ..errors import CheckpointError, ConfigError
 from ..evaluation import evaluate
 from ..interrupt import TrainingInterrupted
-from ..io import atomic_path, write_json
+from ..io import atomic_path, file_lock, write_json
 from ..machine import code_version, where_run
 from ..progress import progress
 from ..runs import STATE_FILES, load_model, run_pretrain, run_train
@@ -214,6 +216,14 @@ def restore_cell(folder: Path, path: Path) -> bool:
 NOT_RUN = "not run yet"  # the error of a cell left out by ``finished_only``
 
 
+def lock_path(root: Path, key: str) -> Path:
+    """The lock of cell ``key`` while a process runs it: ``<cell folder>.lock``, beside the folder (whose files a
+    fresh run clears)."""
+    folder = root / key
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return folder.parent / f"{folder.name}.lock"
+
+
 def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interactions], quiet: bool = True,
               records: Path | None = None, device: str | None = None, finished_only: bool = False
               ) -> dict[str, dict[str, Any]]:
@@ -225,7 +235,13 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
     whose backend cell came from a record (no ``backend.pt``) trains that backend again first, replacing its
     record's numbers (the same on the same kind of CPU). ``device``: see :func:`run_cell` (not part of a cell's
     fingerprint, like the CPU's model). ``finished_only``: run nothing and load no data; a cell neither finished
-    here nor recorded gets the error :data:`NOT_RUN` (an experiment assembled from what workers have finished)."""
+    here nor recorded gets the error :data:`NOT_RUN` (an experiment assembled from what workers have finished).
+
+    Several processes may run one experiment at once (the same command and output folder: on one machine, or on a
+    shared file system with ``flock``): a process runs a cell only while it holds the cell's lock (:func:`lock_path`),
+    goes on with the next cells when another process holds it (and with the DDRM cells that need it), and at the
+    end waits for those cells and reads their results, or runs one whose process stopped before finishing it. Each
+    cell is thus run once, and every process ends with the whole experiment."""
     fps, by_key = cell_fingerprints(cells), {c.key: c for c in cells}
 
     def done(c: Cell) -> bool:
@@ -237,34 +253,45 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
                 "not run yet (left out: finished cells only)" if finished_only else "to run")
     results: dict[str, dict[str, Any]] = {}
     spent: dict[tuple[str, str], list[float]] = {}
-    bar = progress(cells, desc="cells", quiet=quiet)
-    for k, cell in enumerate(bar):
+
+    def visit(k: int, cell: Cell, wait: bool) -> bool:
+        """Finish ``cell`` (read back, taken from its record, or run); False, at once, when another process holds
+        its lock and ``wait`` is off."""
+        lock = file_lock(lock_path(root, cell.key), wait) if not finished_only else contextlib.nullcontext(True)
+        with lock as held:
+            if held:
+                finish(k, cell)
+            return held
+
+    def finish(k: int, cell: Cell) -> None:
         folder, fp = root / cell.key, fps[cell.key]
         if records is not None and not cell_done(folder, fp) and restore_cell(folder, record_path(records, cell.key,
                                                                                                   fp)):
             logger.info("cell %s: taken from its record in %s", cell.key, records)
         fresh = not cell_done(folder, fp)
-        if not fresh:  # finished here or taken from its record: read back, no data needed
+        if not fresh:  # finished here (by this process or another) or taken from its record: read back
             results[cell.key] = json.loads((folder / "metrics.json").read_text())
         elif finished_only:
             results[cell.key] = {"error": NOT_RUN}
-            continue
+            return
         else:
             if (folder / "metrics.json").is_file():
                 logger.warning("cell %s was run with another config: running it again", cell.key)
             if cell.needs is not None and "error" in results.get(cell.needs, {}):
                 results[cell.key] = {"error": f"needs {cell.needs}, which failed"}
-                continue
+                return
             t0 = time.perf_counter()
             try:
                 if cell.needs is not None and not (root / cell.needs / "backend.pt").is_file():
-                    results[cell.needs] = _retrain(by_key[cell.needs], root, data_for, fps[cell.needs], records,
-                                                   device)
+                    with file_lock(lock_path(root, cell.needs)):  # no other process trains it meanwhile
+                        if not (root / cell.needs / "backend.pt").is_file():
+                            results[cell.needs] = _retrain(by_key[cell.needs], root, data_for, fps[cell.needs],
+                                                           records, device)
                 results[cell.key] = run_cell(cell, folder, data_for(cell), root, quiet=True, fp=fp, device=device)
             except ConfigError as exc:  # e.g. EASE refusing a catalogue too large for its dense matrix
                 logger.warning("cell %s skipped: %s", cell.key, exc)
                 results[cell.key] = {"error": str(exc)}
-                continue
+                return
             seconds = time.perf_counter() - t0
             spent.setdefault((cell.kind, cell.name), []).append(seconds)
             rest = [c for c in cells[k + 1:] if not done(c)]
@@ -274,7 +301,20 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
         if (records is not None and results[cell.key].get("fingerprint") == fp
                 and not record_path(records, cell.key, fp).is_file()):  # run now, or before --records was given
             _record(records, cell.key, fp, results[cell.key], folder)
-    return results
+
+    elsewhere: list[tuple[int, Cell]] = []  # cells another process held when this one came to them
+    bar = progress(cells, desc="cells", quiet=quiet)
+    for k, cell in enumerate(bar):
+        waits = cell.needs is not None and any(c.key == cell.needs for _, c in elsewhere)
+        if waits or not visit(k, cell, False):
+            logger.info("cell %s: %s; going on, and back to it at the end", cell.key,
+                        f"its backend cell {cell.needs} is run by another process" if waits
+                        else "run by another process")
+            elsewhere.append((k, cell))
+    for k, cell in elsewhere:
+        logger.info("cell %s: waiting for the process running it", cell.key)
+        visit(k, cell, True)
+    return {c.key: results[c.key] for c in cells if c.key in results}
 
 
 def _record(records: Path | None, key: str, fp: str, payload: dict[str, Any], folder: Path) -> None:

@@ -24,8 +24,6 @@ import re
 import signal
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +34,7 @@ from ..config.tuning import TuneOptions
 from ..data.interactions import Interactions
 from ..errors import ConfigError, DDRMError
 from ..interrupt import TrainingInterrupted, graceful_signals
-from ..io import atomic_open, atomic_path, write_json
+from ..io import atomic_open, atomic_path, file_lock, write_json
 from ..machine import code_version, where_run
 from ..stopwatch import Parts, Stopwatch, saved_parts
 from .objective import Fitter, ModelSpec, base_config, check_keys, flatten, resolve_model, trial_config
@@ -86,7 +84,7 @@ def open_storage(url: str | None, output: Path, stale_after: int = 600):
                 return optuna.storages.JournalStorage(JournalFileBackend(url))
             beat = _heartbeat(optuna, stale_after)
             if url.startswith("sqlite:///"):
-                with _file_lock(Path(url[len("sqlite:///"):]).with_suffix(".lock")):
+                with file_lock(Path(url[len("sqlite:///"):]).with_suffix(".lock")):
                     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, **beat)
             return optuna.storages.RDBStorage(url, **beat)
         except Exception as exc:  # sqlalchemy / driver errors come in many types; each is one sentence for the user
@@ -110,19 +108,6 @@ def _heartbeat(optuna, stale_after: int) -> dict[str, Any]:
     else:
         kw["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=1)
     return kw
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created if needed; its folder must exist) for the block."""
-    import fcntl
-
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 BEATS = "heartbeats"
