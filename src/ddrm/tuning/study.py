@@ -283,6 +283,8 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
                 stopped = next(t for t in study.get_trials(deepcopy=False) if t.number == cut[0])
                 study.enqueue_trial(stopped.params, user_attrs={"continues_trial": cut[0]})
                 stop.signum = exc.signum
+    if opts.final and not cut and not stop.requested:
+        wait_for_other_workers(study, storage, opts.stale_after)
     trials = study.get_trials(deepcopy=False)
     write_trials_csv(output / "trials.csv", trials, space)
     if cut:
@@ -292,9 +294,6 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     if stop.requested:
         raise TrainingInterrupted(f"tuning stopped by {stop.name} after trial {trials[-1].number if trials else 0}; "
                                   f"{output / 'trials.csv'} lists the finished trials", stop.signum, str(output), RERUN)
-    if opts.final and wait_for_other_workers(study, storage, opts.stale_after):
-        trials = study.get_trials(deepcopy=False)
-        write_trials_csv(output / "trials.csv", trials, space)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
     counts["interrupted"] = sum(str(t.user_attrs.get("error", "")).startswith(INTERRUPTED) for t in trials)
     counts["fail"] -= counts["interrupted"]  # interrupted trials are continued, not failed by their parameters
@@ -386,37 +385,34 @@ def kept_result(state: Path, who: str) -> dict[str, Any] | None:
         return None
 
 
-RUNNING_POLL_SECONDS = 30.0
+RUNNING_POLL_SECONDS = 5.0
 
 
-def wait_for_other_workers(study, storage, stale_after: float) -> bool:
+def wait_for_other_workers(study, storage, stale_after: float) -> None:
     """Before the refit, wait until no trial of the study is running: the last trials of the other workers sharing it
     belong to the budget, and the best trial (the one refitted and evaluated on test) must be chosen among all of
     them. A worker that died meanwhile does not hold the wait for ever: its trial is failed by the heartbeat check
     (``stale_after``; a journal file has no heartbeats, so there the refit goes ahead, saying which trials it did not
-    wait for). SIGINT / SIGTERM stop the wait (``TrainingInterrupted``; the next run refits). Returns whether it
-    waited."""
+    wait for). SIGINT / SIGTERM stop the wait (``TrainingInterrupted``; the next run refits)."""
     optuna = _optuna()
     running = optuna.trial.TrialState.RUNNING
     beats = isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() is not None
     others = study.get_trials(deepcopy=False, states=(running,))
     if not others:
-        return False
+        return
     numbers = ", ".join(str(t.number) for t in others)
     if not beats:
         logger.warning("trials %s are still running in other workers and this storage has no heartbeats: the best "
                        "trial is chosen among the finished ones", numbers)
-        return False
+        return
     logger.warning("waiting for trials %s, still running in other workers, before choosing the best trial", numbers)
     with graceful_signals("stopping the wait; the next run refits the best trial") as stop:
         while not stop.requested:
             optuna.storages.fail_stale_trials(study)
             fail_orphans(study, storage, stale_after)
             if not study.get_trials(deepcopy=False, states=(running,)):
-                return True
-            until = time.monotonic() + RUNNING_POLL_SECONDS
-            while not stop.requested and time.monotonic() < until:
-                time.sleep(min(1.0, RUNNING_POLL_SECONDS))
+                return
+            time.sleep(RUNNING_POLL_SECONDS)  # a signal is seen at the next poll
     raise TrainingInterrupted(f"tuning stopped by {stop.name} while waiting for trials {numbers} of other workers; "
                               f"the next run refits the best trial", stop.signum, None, RERUN)
 
