@@ -118,6 +118,17 @@ def test_same_seed_identical_other_seed_different(tiny):
     assert not torch.equal(d1.score(users), d3.score(users))
 
 
+def test_validation_hook_is_not_called_after_the_validation_that_ends_the_run(tiny):
+    """The hook may stop the run (the tuner prunes there): a run that trained to its end is never stopped by it."""
+    for train, ends_early in [({"epochs": 4, "patience": 10}, False), ({"epochs": 6, "patience": 1, "lr": 1e-9}, True)]:
+        calls: list[int] = []
+        b = Backend(BackendConfig(name="mf", dim=8), TrainConfig(**{"eval_every": 1, "batch_size": 128, **train}),
+                    seed=0, quiet=True).fit(tiny, on_validation=lambda epoch, score, seen=calls: seen.append(epoch))
+        validated = [e["epoch"] for e in b.result_.history if "valid" in e]
+        assert (b.result_.epochs_run < train["epochs"]) == ends_early  # by patience, or at its last epoch
+        assert validated[-1] == b.result_.epochs_run and calls == validated[:-1], (calls, validated)
+
+
 def test_state_file_holds_everything_and_resumes_after_the_last_epoch(tiny, tmp_path):
     state = tmp_path / "state.pt"
     a = Backend(BackendConfig(name="mf", dim=8), TrainConfig(epochs=2, eval_every=1, batch_size=128, lr=0.01),

@@ -327,7 +327,7 @@ class DDRM(Recommender):
         """Train the denoisers (and the backend when ``freeze_backend`` is false); keeps the best validation state.
 
         ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``);
-        ``on_validation(epoch, score)``: called after every validation (see ``train_loop``).
+        ``on_validation(epoch, score)``: called after every validation after which training goes on (see ``train_loop``).
         """
         device = resolve_device(self.train.device)
         self.module_ = self._build(data, device)

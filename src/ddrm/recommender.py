@@ -25,7 +25,7 @@ class Recommender:
 
     def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> Recommender:
         """Fit on ``data.train``. A trained model calls ``on_validation(epoch, score)`` after each of its
-        validations (the tuner's pruning hook); a closed-form model has none and never calls it."""
+        validations but the one that ends its training (the tuner's pruning hook); a closed-form model has none and never calls it."""
         raise NotImplementedError
 
     def score(self, users: torch.Tensor) -> torch.Tensor:

@@ -123,8 +123,10 @@ def train_loop(
 
     ``params`` may be a list of parameters or of Adam parameter groups (dicts with their own ``lr``).
     The model ends in the state of its best validation score (or the last state when ``epochs == 0``).
-    ``on_validation(epoch, score)`` is called after every validation with its ``eval.metric`` (the tuner reports it
-    to Optuna there, and may raise ``optuna.TrialPruned`` to stop the run).
+    ``on_validation(epoch, score)`` is called after every validation after which training goes on (not after the
+    last epoch's, nor after the one that ends the run by ``patience``), with its ``eval.metric``: the tuner reports it
+    to Optuna there, and may raise ``optuna.TrialPruned`` to stop the run; a run that trained to its end is never
+    pruned. The whole validation history is in the returned :class:`TrainResult`.
 
     With ``state_path``: the full training state (weights, optimiser, RNG streams, position, best state, early-stopping
     counter) is written there at the end of every epoch; SIGINT / SIGTERM finish the current step, write the state and
@@ -252,7 +254,10 @@ def train_loop(
             result.epochs_run = epoch
             st.rng = {}
             save(epoch + 1, 0, 0.0, copy.deepcopy(rng.bit_generator.state))
-            if on_validation is not None and "valid" in entry:
+            # the hook may stop the run (the tuner prunes there): not at the validation after which it ends anyway,
+            # whose run is finished and whose best state is its result
+            last = epoch == cfg.epochs or st.bad >= cfg.patience
+            if on_validation is not None and "valid" in entry and not last:
                 on_validation(epoch, entry["valid"][eval_cfg.metric])
             if world > 1:
                 _, stop.signum = _agree(False, stop)

@@ -90,7 +90,7 @@ class Backend(Recommender):
         are fine-tuned only if ``train.epochs > 0``).
 
         ``state_path``: resumable training state, written every epoch and on SIGINT/SIGTERM (see ``train_loop``);
-        ``on_validation(epoch, score)``: called after every validation (see ``train_loop``).
+        ``on_validation(epoch, score)``: called after every validation after which training goes on (see ``train_loop``).
         """
         device = resolve_device(self.train.device)
         self.module_ = self._build(data).to(device)

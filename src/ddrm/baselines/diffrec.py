@@ -120,7 +120,7 @@ class DiffRec(Recommender):
         on recall@20, early stopping, the best state kept; NaN checks, and with ``state_path`` resumable and
         stopped cleanly by SIGINT / SIGTERM).
 
-        ``on_validation(epoch, recall@20)`` is called after every validation (the tuner's pruning hook)."""
+        ``on_validation(epoch, recall@20)`` is called after every validation but the last (the tuner's pruning hook)."""
         from ..config.training import EvalConfig, TrainConfig
         from ..training import resolve_device, train_loop
 
