@@ -320,7 +320,11 @@ def test_experiment_table_tuned_takes_the_tuned_configs(capsys, tmp_path):
     p = json.loads(capsys.readouterr().out)
     assert {r["model"]: r["config"] for r in p["rows"]} == {"EASE": "tuned", "ItemKNN": "hand-set", "iALS": "tuned",
                                                            "MF": "tuned"}
-    assert "| hyper-parameters |" in p["markdown"]
+    assert "| hyper-parameters | valid R@20 |" in p["markdown"]
+    mf_row = next(line for line in p["markdown"].splitlines() if "| MF |" in line)
+    mf_valid = np.mean([json.loads((out / "cells" / "synthetic" / "mf" / f"seed{s}" / "metrics.json").read_text())
+                        ["metrics"]["valid"]["recall@20"] for s in (0, 1)])
+    assert f"| tuned | {mf_valid:.4f} |" in mf_row  # what selected the row, beside its test numbers
     cell = json.loads((out / "cells" / "synthetic" / "ease" / "seed0" / "metrics.json").read_text())
     assert cell["params"]["reg"] == 7.5
     seeds = [json.loads((out / "cells" / "synthetic" / "ials" / f"seed{s}" / "metrics.json").read_text())["params"]

@@ -253,6 +253,7 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                "vs_best_baseline_seeds", "error"]
     write_csv(out / "table.csv", rows, columns)
     md_rows = [{"dataset": r["dataset"], "model": r["model"], "config": r["config"],
+                "valid": "–" if math.isnan(r["valid_recall@20"]) else f"{r['valid_recall@20']:.4f}",
                 **{m: fmt(r[m], r[f"{m}_std"], r["n_seeds"]) for m in METRICS},
                 "gain": (fmt_gain(r["vs_backend_recall@20"], r["vs_backend_ndcg@20"])
                          if "vs_backend_recall@20" in r else ""),
@@ -262,8 +263,10 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                          if "best_baseline" in r else "")}
                for r in rows]
     versus = any("best_baseline" in r for r in rows)
-    shown = ["dataset", "model", *(["config"] if setup.tuned else []), *METRICS, "gain", "p", *(["best"] if versus else [])]
-    text = markdown(md_rows, shown, ["dataset", "model", *(["hyper-parameters"] if setup.tuned else []),
+    # a tuned table also shows what selected its rows: the mean validation Recall@20 of the seeds shown
+    tuned = ["config", "valid"] if setup.tuned else []
+    shown = ["dataset", "model", *tuned, *METRICS, "gain", "p", *(["best"] if versus else [])]
+    text = markdown(md_rows, shown, ["dataset", "model", *(["hyper-parameters", "valid R@20"] if setup.tuned else []),
                                      "Recall@10", "Recall@20", "NDCG@10", "NDCG@20",
                                      "vs backend (R@20 / N@20)", "paired t-test p (R@20) / note",
                                      *(["R@20 vs the best baseline on validation, paired p"] if versus else [])])
