@@ -284,6 +284,64 @@ def test_bad_inputs_are_one_sentence_and_exit_2(tmp_path, capsys, args, message)
     assert message in err and err.count("\n") == 1 and "secret" not in err
 
 
+def test_include_config_runs_the_configs_own_values_once(tmp_path, capsys):
+    """--include-config: the config's own values of the searched parameters run as a trial (once per study, resumed
+    or not), with the validation score the same settings give outside the study; the best is never below it."""
+    cfg = tmp_path / "ease.yaml"
+    cfg.write_text("ease: {reg: 3.5}\n")
+    out = tmp_path / "o"
+    p = _tune(["--model", "ease", "--config", str(cfg), *TINY, "--trials", "3", "--include-config",
+               "--output", str(out)], capsys)
+    rows = _rows(out / "trials.csv")
+    own = [r for r in rows if r["origin"] == "config"]
+    assert len(own) == 1 and float(own[0]["reg"]) == 3.5 and own[0]["state"] == "complete"
+    assert p["config_trial"] == {"number": int(own[0]["number"]), "state": "complete", "valid": float(own[0]["value"])}
+    assert main(["baseline", "ease", *TINY, "--set", "reg=3.5", "--json", "--quiet"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert alone["metrics"]["valid"]["recall@20"] == pytest.approx(p["config_trial"]["valid"], rel=1e-6)
+    assert p["best"]["valid"] >= p["config_trial"]["valid"]
+    assert f"the config's own values (--include-config): trial {own[0]['number']}," in (out / "best.yaml").read_text()
+    # resumed with the flag again: the study goes on to 5 trials without running the config's values twice
+    p = _tune(["--model", "ease", "--config", str(cfg), *TINY, "--trials", "5", "--include-config",
+               "--output", str(out)], capsys)
+    rows = _rows(out / "trials.csv")
+    assert len(rows) == 5 and sum(r["origin"] == "config" for r in rows) == 1
+    # a trained model's values come from its run config, defaults filled in (the MF space's lr, reg, batch size)
+    p = _tune(["--model", "mf", *MF, "--set", "train.lr=0.005", "--set", "backend.reg=0.001", "--trials", "1",
+               "--include-config", "--output", str(tmp_path / "mf")], capsys)
+    assert p["best"]["params"] == {"train.lr": 0.005, "backend.reg": 0.001, "train.batch_size": 2048}
+    assert p["config_trial"]["number"] == p["best"]["number"] == 0
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("ease.reg=0.5", "reg = 0.5 is outside the space's float range [1, 100000]"),
+    ("ease.reg=fifty", "reg = fifty is outside the space's float range"),
+])
+def test_include_config_refuses_a_value_the_space_cannot_propose(tmp_path, capsys, setting, message):
+    out = tmp_path / "o"
+    assert main(["tune", "--model", "ease", *TINY, "--set", setting, "--include-config", "--output", str(out),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--include-config: the config's {message}" in err and err.count("\n") == 1
+    assert not out.exists()  # nothing written
+
+
+def test_space_encodes_config_values_as_optuna_stores_them():
+    from ddrm.tuning.space import Param
+
+    dims = Param("ddrm.dims", "categorical", choices=[[100, 1000], [512]])
+    assert dims.encode((100, 1000), "x") == "[100, 1000]" and dims.decode(dims.encode([512], "x")) == [512]
+    steps = Param("ddrm.steps", "categorical", choices=[5, 10])
+    assert steps.encode(10.0, "x") == 10 and isinstance(steps.encode(10.0, "x"), int)
+    flag = Param("flag", "categorical", choices=[True, False])
+    with pytest.raises(ConfigError, match="flag = 1 is not among the space's choices"):
+        flag.encode(1, "x")
+    topk = Param("topk", "int", 10, 100, step=5)
+    assert topk.encode(20, "x") == 20
+    with pytest.raises(ConfigError, match=r"topk = 22 is outside the space's int range \[10, 100\] \(step 5\)"):
+        topk.encode(22, "x")
+
+
 def test_every_model_has_a_shipped_space_that_loads():
     from ddrm.tuning.objective import check_keys
 

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune.add_argument("--worker", type=int, default=0, help="this worker's index when several share a study")
     p_tune.add_argument("--no-final", dest="final", action="store_false",
                         help="skip refitting the best trial and its single test evaluation (extra workers)")
+    p_tune.add_argument("--include-config", action="store_true",
+                        help="also run the config's own values of the searched parameters as a trial (once per "
+                             "study), so the tuned best never validates below the config")
     p_tune.add_argument("--stale-after", type=int, default=600, metavar="S",
                         help="with an RDB storage, a trial whose worker went silent for S seconds (killed process "
                              "or machine) is marked failed and its parameters retried once (default 600)")
@@ -556,7 +559,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     opts = TuneOptions(model=args.model, trials=args.trials, timeout=args.timeout, storage=args.storage,
                        study=args.study, space=args.space, output=args.output, pruner=args.pruner,
                        prune_after=args.prune_after, seed=args.seed if args.seed is not None else 0,
-                       worker=args.worker, final=args.final, stale_after=args.stale_after, quiet=args.quiet)
+                       worker=args.worker, final=args.final, stale_after=args.stale_after,
+                       include_config=args.include_config, quiet=args.quiet)
     from .baselines import parameters
     from .tuning import resolve_model
 

@@ -22,6 +22,8 @@ class TuneOptions:
     worker : this process's index among workers sharing a study (shifts the sampler's seed); final : refit the best trial and evaluate it on test
     stale_after : an RDB storage's trial whose worker sent no heartbeat for this many seconds (a killed process or
     machine) is marked failed and its parameters are tried once more
+    include_config : also run the config's own values of the searched parameters as a trial (the next one; once per
+    study), so that the tuned best never validates below the config it started from
     """
 
     model: str
@@ -37,6 +39,7 @@ class TuneOptions:
     worker: int = 0
     final: bool = True
     stale_after: int = 600
+    include_config: bool = False
     quiet: bool = False
 
     def validate(self) -> None:

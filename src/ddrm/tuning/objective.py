@@ -109,6 +109,26 @@ def trial_config(spec: ModelSpec, base: dict[str, Any], fixed: dict[str, Any], p
     return deep_merge(deep_merge(base, fixed), nested)
 
 
+def config_values(spec: ModelSpec, base: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The values the config every trial starts from (``base``, its defaults filled in) gives the dotted ``keys``: a
+    baseline's from its constructor's defaults and its own section, a trained model's from its run config."""
+    if spec.kind == "baseline":
+        from ..baselines import BASELINES
+
+        signature = inspect.signature(BASELINES[spec.name].__init__).parameters.values()
+        values = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
+        values.update(base.get(spec.name, {}))
+        return {k: values[k] for k in keys}
+    cfg = to_dict(build_config(spec.config_class, overrides=base))
+    out: dict[str, Any] = {}
+    for key in keys:
+        node: Any = cfg
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
 def check_keys(spec: ModelSpec, keys: list[str], where: str) -> None:
     """Every searched / fixed key must be a parameter of the model (one sentence naming the first one that is not)."""
     for key in keys:

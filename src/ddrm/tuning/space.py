@@ -52,6 +52,30 @@ class Param:
             return trial.suggest_categorical(self.name, self.choices)
         return json.loads(trial.suggest_categorical(self.name, [json.dumps(c) for c in self.choices]))
 
+    def encode(self, value: Any, where: str) -> Any:
+        """A config value -> the value Optuna stores for it (to enqueue it as a trial's); a value the space cannot
+        propose is one sentence beginning with ``where``."""
+        if self.kind == "categorical":
+            if all(_scalar(c) for c in self.choices):
+                for c in self.choices:  # the choice itself (5, not 5.0); True is not the choice 1
+                    if isinstance(c, bool) == isinstance(value, bool) and c == value:
+                        return c
+            else:
+                text = json.dumps(value)
+                if text in [json.dumps(c) for c in self.choices]:
+                    return text
+            raise ConfigError(f"{where}: the config's {self.name} = {_show(value)} is not among the space's choices "
+                              f"({', '.join(_show(c) for c in self.choices)}).")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        inside = number and self.low is not None and self.high is not None and self.low <= value <= self.high
+        if self.kind == "int":
+            inside = inside and int(value) == value and (int(value) - int(self.low or 0)) % (self.step or 1) == 0
+        if not inside:
+            raise ConfigError(f"{where}: the config's {self.name} = {_show(value)} is outside the space's {self.kind} range "
+                              f"[{_show(self.low)}, {_show(self.high)}]" + (f" (step {self.step})" if self.step else "")
+                              + ".")
+        return int(value) if self.kind == "int" else float(value)
+
     def decode(self, stored: Any) -> Any:
         """A value as Optuna stores it (non-scalar choices are kept as JSON text) -> the config value."""
         if self.kind == "categorical" and not all(_scalar(c) for c in self.choices):
@@ -61,6 +85,13 @@ class Param:
 
 def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
+
+
+def _show(value: Any) -> str:
+    """A value as the space file writes it (``1e-05``, ``[100, 1000]``, ``relu``)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)
 
 
 @dataclass
@@ -75,6 +106,10 @@ class SearchSpace:
     def suggest(self, trial) -> dict[str, Any]:
         """``{dotted key: value}`` for one trial."""
         return {p.name: p.suggest(trial) for p in self.params}
+
+    def encode(self, values: dict[str, Any], where: str) -> dict[str, Any]:
+        """``{dotted key: config value}`` of every searched parameter -> Optuna's params for ``enqueue_trial``."""
+        return {p.name: p.encode(values[p.name], where) for p in self.params}
 
     def decode(self, params: dict[str, Any]) -> dict[str, Any]:
         """Optuna's stored params of a trial -> ``{dotted key: config value}``."""

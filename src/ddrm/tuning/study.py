@@ -37,7 +37,16 @@ from ..interrupt import TrainingInterrupted, graceful_signals
 from ..io import atomic_open, atomic_path, file_lock, write_json
 from ..machine import code_version, where_run
 from ..stopwatch import Parts, Stopwatch, saved_parts
-from .objective import Fitter, ModelSpec, base_config, check_keys, flatten, resolve_model, trial_config
+from .objective import (
+    Fitter,
+    ModelSpec,
+    base_config,
+    check_keys,
+    config_values,
+    flatten,
+    resolve_model,
+    trial_config,
+)
 from .records import INTERRUPTED
 from .space import SearchSpace, load_space, shipped_space_path
 
@@ -195,6 +204,9 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     budget = study_budget(space, opts.trials)
     check_keys(spec, [p.name for p in space.params] + flatten(space.fixed), space.source)
     base = base_config(spec, file_cfg, data_flags, overrides)
+    # checked before anything is written: a config value the space cannot propose is one sentence
+    own = (space.encode(config_values(spec, base, [p.name for p in space.params]), "--include-config")
+           if opts.include_config and space.params else None)
     from ..config import build_config
 
     data_cfg = build_config(DataConfig, overrides=base.get("data", {}))
@@ -218,6 +230,8 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     study.sampler = make_sampler(optuna, opts.seed + 1000 * opts.worker + before, budget)
     fail_orphans(study, storage, opts.stale_after)
     done = len(study.get_trials(deepcopy=False, states=finished_states))
+    if own is not None and done < budget:  # the config's own values run next, unless a trial already has them
+        study.enqueue_trial(own, user_attrs={ORIGIN: "config"}, skip_if_exists=True)
     t0 = time.perf_counter()
 
     cut: list[int] = []  # the trial a signal interrupted (its state kept)
@@ -281,7 +295,8 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
                                           optuna.study.MaxTrialsCallback(budget, states=finished_states)])
             except TrainingInterrupted as exc:  # Optuna failed the trial; its parameters run next, from its state
                 stopped = next(t for t in study.get_trials(deepcopy=False) if t.number == cut[0])
-                study.enqueue_trial(stopped.params, user_attrs={"continues_trial": cut[0]})
+                study.enqueue_trial(stopped.params, user_attrs={
+                    "continues_trial": cut[0], **{k: v for k, v in stopped.user_attrs.items() if k == ORIGIN}})
                 stop.signum = exc.signum
     if opts.final and not cut and not stop.requested:
         wait_for_other_workers(study, storage, opts.stale_after)
@@ -310,6 +325,9 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     best_params = space.decode(best.params)
     payload["best"] = {"number": best.number, "params": best_params, "valid": best.value,
                        "seconds": best.user_attrs.get("seconds")}
+    own_trial = config_trial(trials)
+    if own_trial is not None:
+        payload["config_trial"] = own_trial
     payload["plot"] = write_plot(study, output / "importance.png")
     if opts.final:
         try:
@@ -319,6 +337,20 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
             raise
     write_json(output / "result.json", payload)
     return payload
+
+
+ORIGIN = "origin"  # user attribute of the trial that runs the config's own values ("config")
+
+
+def config_trial(trials: list) -> dict[str, Any] | None:
+    """The finished trial that ran the config's own values (``--include-config``): its number, state and validation
+    value (None for a pruned or failed one); None when the study has none."""
+    done = [t for t in trials if t.user_attrs.get(ORIGIN) == "config" and t.state.is_finished()]
+    if not done:
+        return None
+    t = done[-1]
+    value = t.value if t.state.name == "COMPLETE" and t.value is not None and not math.isnan(t.value) else None
+    return {"number": t.number, "state": t.state.name.lower(), "valid": value}
 
 
 def check_identity(study, name: str, shown: str, identity: dict[str, Any], settings: dict[str, Any]) -> None:
@@ -465,6 +497,7 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
               + f", space {payload['space_file']}",
               f"# best trial {payload['best']['number']}: valid {ev.metric} {best_valid:.4f}; this config refitted: "
               f"valid {valid:.4f}, test {ev.metric} {metrics['test'][ev.metric]:.4f} (test evaluated once, here)",
+              *([_config_line(payload["config_trial"], ev.metric)] if "config_trial" in payload else []),
               f"# run it with: {command_word[spec.kind]} --config best.yaml",
               *([f"# the refitted model: {checkpoint} (ddrm evaluate / recommend / serve --checkpoint)"]
                 if checkpoint else [])]
@@ -474,17 +507,23 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
             **took, **({"best_checkpoint": str(checkpoint)} if checkpoint else {})}
 
 
+def _config_line(own: dict[str, Any], metric: str) -> str:
+    """best.yaml's line on the trial of the config's own values."""
+    result = f"valid {metric} {own['valid']:.4f}" if own["valid"] is not None else own["state"]
+    return f"# the config's own values (--include-config): trial {own['number']}, {result}"
+
+
 def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
     """One row per trial: number, state, validation value, seconds (wall clock), CPU seconds (the worker process's
     CPU time over all its threads: the trial's work, whatever share of a busy machine it got; trials from before
     2026-12-07 have none), where it was pruned, worker, the machine it ran on (its seconds are that machine's), the
     code that computed it (``machine.code_version``: ddrm's version and git commit; none before 2026-12-07), error,
-    parameters."""
+    origin (``config``: the config's own values, ``--include-config``), parameters."""
     names = [p.name for p in space.params]
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["number", "state", "value", "seconds", "cpu_seconds", "pruned_at_epoch", "worker", "machine", "code",
-                    "error", *names])
+                    "error", "origin", *names])
         for t in trials:
             params = space.decode(t.params) if t.params else {}
             w.writerow([t.number, t.state.name.lower(), "" if t.value is None or math.isnan(t.value) else t.value,
@@ -492,7 +531,7 @@ def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
                         f"{t.user_attrs['cpu_seconds']:.2f}" if "cpu_seconds" in t.user_attrs else "",
                         t.user_attrs.get("pruned_at_epoch", ""),
                         t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("code", ""),
-                        t.user_attrs.get("error", ""),
+                        t.user_attrs.get("error", ""), t.user_attrs.get(ORIGIN, ""),
                         *[json.dumps(params[n]) if isinstance(params.get(n), list | dict) else params.get(n, "")
                           for n in names]])
 
