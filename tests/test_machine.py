@@ -78,3 +78,45 @@ def test_code_version_is_this_checkouts_commit():
         assert v == ddrm.__version__  # installed from a wheel, or not run from a checkout
     else:
         assert v.removesuffix(".dirty") == f"{ddrm.__version__}+{head.stdout.strip()}"
+
+
+def _moving_head(monkeypatch, module, target: str):
+    """A stand-in for ``code_version`` (cached, as the real one) whose commit moves when ``module.target`` is first
+    called: a commit landing in the checkout while a command runs its cells or trials."""
+    import functools
+
+    head = {"commit": "0.1.0+started"}
+    monkeypatch.setattr(module, "code_version", functools.cache(lambda: head["commit"]))
+    real = getattr(module, target)
+
+    def moved(*args, **kwargs):
+        head["commit"] = "0.1.0+committed-meanwhile"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, target, moved)
+
+
+def test_cells_and_trials_record_the_code_of_when_their_command_started(monkeypatch, tmp_path, capsys):
+    import json
+
+    from ddrm.cli import main
+    from ddrm.experiments import cells
+
+    _moving_head(monkeypatch, cells, "run_cell")
+    out = tmp_path / "t"
+    assert main(["experiment", "table", "--quick", "--seeds", "1", "--backends", "mf", "--methods", "backend",
+                 "--baselines", "mostpop", "--output", str(out), "--json", "--quiet"]) == 0
+    capsys.readouterr()
+    recorded = {json.loads(f.read_text())["code"] for f in out.glob("cells/*/*/seed0/metrics.json")}
+    assert recorded == {"0.1.0+started"}
+
+    pytest.importorskip("optuna")
+    from ddrm.tuning import study
+
+    _moving_head(monkeypatch, study, "trial_config")
+    assert main(["tune", "--model", "ease", "--data", "synthetic", "--set", "data.synthetic.n_users=100",
+                 "--set", "data.synthetic.n_items=50",
+                 "--set", "data.synthetic.mean_items=10", "--trials", "2", "--output", str(tmp_path / "o"),
+                 "--json", "--quiet"]) == 0
+    rows = (tmp_path / "o" / "trials.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",0.1.0+started," in r for r in rows[1:])

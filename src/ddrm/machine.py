@@ -72,7 +72,9 @@ def code_version() -> str:
     """The ddrm code a result came from, recorded with tuning trials and experiment cells: the package version, and
     when the package runs from its git checkout the commit (``0.1.0+880b920c1d2e``), marked ``.dirty`` when the
     package's own files differ from it (uncommitted changes elsewhere in the checkout, such as docs or results, do
-    not count). Installed from a wheel or without git: the version alone."""
+    not count). Installed from a wheel or without git: the version alone. Read once per process (cached): the
+    commands that record it (``ddrm tune``, ``ddrm experiment``) read it when they start, so that a commit made in
+    the checkout while they run is not taken for the code they loaded."""
     from . import __version__
 
     return describe_code(Path(__file__).resolve().parent, __version__)

@@ -242,6 +242,7 @@ def run_cells(cells: list[Cell], root: Path, data_for: Callable[[Cell], Interact
     goes on with the next cells when another process holds it (and with the DDRM cells that need it), and at the
     end waits for those cells and reads their results, or runs one whose process stopped before finishing it. Each
     cell is thus run once, and every process ends with the whole experiment."""
+    code_version()  # read now, when this process's code is loaded: a commit made while the cells run is not theirs
     fps, by_key = cell_fingerprints(cells), {c.key: c for c in cells}
 
     def done(c: Cell) -> bool:

@@ -196,6 +196,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
          command: str = "", data: Interactions | None = None) -> dict[str, Any]:
     """Run (or continue) the study and return the JSON payload; see the module docstring."""
     opts.validate()
+    code_version()  # read now, when this process's code is loaded: a commit made while the trials run is not theirs
     optuna = _optuna()
     spec = resolve_model(opts.model)
     space = resolve_space(spec, opts.space)
