@@ -118,6 +118,10 @@ def config_values(spec: ModelSpec, base: dict[str, Any], keys: list[str]) -> dic
         signature = inspect.signature(BASELINES[spec.name].__init__).parameters.values()
         values = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
         values.update(base.get(spec.name, {}))
+        missing = [k for k in keys if k not in values]
+        if missing:
+            raise ConfigError(f"--include-config: the config sets no {missing[0]!r} for {spec.name} and it has no "
+                              f"default; set it in the config's {spec.name} section.")
         return {k: values[k] for k in keys}
     cfg = to_dict(build_config(spec.config_class, overrides=base))
     out: dict[str, Any] = {}
