@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import logging
+import operator
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,26 +113,14 @@ def trial_config(spec: ModelSpec, base: dict[str, Any], fixed: dict[str, Any], p
 
 def config_values(spec: ModelSpec, base: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     """The values the config every trial starts from (``base``, its defaults filled in) gives the dotted ``keys``: a
-    baseline's from its constructor's defaults and its own section, a trained model's from its run config."""
+    baseline's from the baseline its section builds (``Recommender.params``), a trained model's from its run config."""
     if spec.kind == "baseline":
-        from ..baselines import BASELINES
+        from ..baselines import build
 
-        signature = inspect.signature(BASELINES[spec.name].__init__).parameters.values()
-        values = {p.name: p.default for p in signature if p.default is not inspect.Parameter.empty}
-        values.update(base.get(spec.name, {}))
-        missing = [k for k in keys if k not in values]
-        if missing:
-            raise ConfigError(f"--include-config: the config sets no {missing[0]!r} for {spec.name} and it has no "
-                              f"default; set it in the config's {spec.name} section.")
+        values = build(spec.name, **base.get(spec.name, {})).params()
         return {k: values[k] for k in keys}
     cfg = to_dict(build_config(spec.config_class, overrides=base))
-    out: dict[str, Any] = {}
-    for key in keys:
-        node: Any = cfg
-        for part in key.split("."):
-            node = node[part]
-        out[key] = node
-    return out
+    return {k: functools.reduce(operator.getitem, k.split("."), cfg) for k in keys}
 
 
 def check_keys(spec: ModelSpec, keys: list[str], where: str) -> None:

@@ -296,8 +296,8 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
                                           optuna.study.MaxTrialsCallback(budget, states=finished_states)])
             except TrainingInterrupted as exc:  # Optuna failed the trial; its parameters run next, from its state
                 stopped = next(t for t in study.get_trials(deepcopy=False) if t.number == cut[0])
-                study.enqueue_trial(stopped.params, user_attrs={
-                    "continues_trial": cut[0], **{k: v for k, v in stopped.user_attrs.items() if k == ORIGIN}})
+                origin = {ORIGIN: stopped.user_attrs[ORIGIN]} if ORIGIN in stopped.user_attrs else {}
+                study.enqueue_trial(stopped.params, user_attrs={"continues_trial": cut[0], **origin})
                 stop.signum = exc.signum
     if opts.final and not cut and not stop.requested:
         wait_for_other_workers(study, storage, opts.stale_after)
