@@ -202,3 +202,48 @@ def test_a_config_file_without_a_dataset_warns_that_it_runs_on_synthetic_data(ca
     for named in (["--data", "synthetic"], ["--set", "data.name=synthetic"]):  # said explicitly: no warning
         code, _, err = run(capsys, "baseline", "ease", "--config", str(cfg), *small, *named, "--json", "--quiet")
         assert code == 0 and "names no dataset" not in err
+
+
+def test_every_option_has_help_and_every_command_says_what_it_does():
+    import argparse
+
+    from ddrm.cli import build_parser
+    from ddrm.cli_reference import commands
+
+    silent, undescribed = [], []
+    for path, parser in commands(build_parser()):
+        undescribed += [path] if not parser.description else []
+        silent += [(path, a.option_strings or a.dest) for a in parser._actions
+                   if not a.help and not isinstance(a, argparse._SubParsersAction)]
+    assert silent == [] and undescribed == []
+
+
+def test_cli_reference_page_is_current_and_independent_of_the_terminal(monkeypatch):
+    from pathlib import Path
+
+    from ddrm.cli import build_parser, shared_options
+    from ddrm.cli_reference import render
+
+    pages = []
+    for columns in ("40", "200"):  # argparse wraps usage lines to the terminal's width
+        monkeypatch.setenv("COLUMNS", columns)
+        pages.append(render(build_parser(), shared_options()))
+    assert pages[0] == pages[1]
+    page = Path(__file__).resolve().parents[1] / "docs" / "cli-reference.md"
+    assert page.read_text() == pages[0], \
+        "docs/cli-reference.md is out of date: run python -m ddrm.cli_reference docs/cli-reference.md"
+    # every option of every command is on the page, each once per command that takes it or in the shared table
+    for flag in ("--include-config", "--stale-after", "--finished-only", "--variants", "--host", "--split",
+                 "--no-final", "--backbone", "--drop-ratio"):
+        assert f"`{flag}" in page.read_text()
+
+
+def test_cli_reference_main_writes_the_page_atomically(tmp_path, capsys):
+    from ddrm.cli import build_parser, shared_options
+    from ddrm.cli_reference import main, render
+
+    target = tmp_path / "ref.md"
+    assert main([str(target)]) == 0
+    assert target.read_text() == render(build_parser(), shared_options())
+    assert [p.name for p in tmp_path.iterdir()] == ["ref.md"]  # no temporary file left behind
+    assert main([]) == 0 and capsys.readouterr().out == target.read_text()

@@ -32,6 +32,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(quiet_json: bool = True, data: bool = True) -> argparse.ArgumentParser:
+    """The options most commands share (``quiet_json``: output, logging, seed, device; ``data``: where data is read
+    from), as a parent parser."""
     p = argparse.ArgumentParser(add_help=False)
     if quiet_json:
         p.add_argument("--json", action="store_true", help="print one JSON object to stdout")
@@ -46,6 +48,11 @@ def _common(quiet_json: bool = True, data: bool = True) -> argparse.ArgumentPars
     return p
 
 
+def shared_options() -> argparse.ArgumentParser:
+    """Every option of :func:`_common` (the reference page describes them once)."""
+    return _common()
+
+
 _BACKBONE_HELP = ("a backend's 'ddrm pretrain' config (e.g. the best.yaml of its 'ddrm tune'): DDRM's backend is "
                   "trained from its backend and train sections, replacing the config's backend")
 
@@ -53,7 +60,8 @@ _BACKBONE_HELP = ("a backend's 'ddrm pretrain' config (e.g. the best.yaml of its
 def build_parser() -> argparse.ArgumentParser:
     from .baselines import BASELINES
 
-    parser = _Parser(prog="ddrm", description="Denoising Diffusion Recommender Model: data, baselines, evaluation.")
+    parser = _Parser(prog="ddrm", description="Denoising Diffusion Recommender Model (DDRM): data, baselines, backends, "
+                                              "DDRM training, tuning, evaluation, experiments and serving.")
     parser.add_argument("--version", action="version", version=f"ddrm {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     common = _common()
@@ -65,8 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_prep = dsub.add_parser("prepare", parents=[common], help="split raw ratings and/or inject noise; write a folder")
     p_prep.add_argument("data", help="dataset name or path (raw ratings are split; split data is kept)")
     p_prep.add_argument("--output", "-o", required=True, help="output folder (written atomically)")
-    p_prep.add_argument("--method", default="auto", choices=["auto", "chrono", "chrono-user", "random"])
-    p_prep.add_argument("--ratios", type=float, nargs=3, default=[0.7, 0.1, 0.2], metavar=("TRAIN", "VALID", "TEST"))
+    p_prep.add_argument("--method", default="auto", choices=["auto", "chrono", "chrono-user", "random"],
+                        help="how unsplit ratings are split: chrono (global time order), chrono-user (each user's "
+                             "own time order), random; auto: chrono where timestamps exist, else random")
+    p_prep.add_argument("--ratios", type=float, nargs=3, default=[0.7, 0.1, 0.2], metavar=("TRAIN", "VALID", "TEST"),
+                        help="shares of the split (default 0.7 0.1 0.2)")
     p_prep.add_argument("--mode", default="all", choices=["all", "clean", "noisy"],
                         help="noisy: low ratings stay in train/valid, test is clean; clean: drop them everywhere")
     p_prep.add_argument("--threshold", type=float, default=4.0, help="rating threshold (default 4)")
@@ -130,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint on valid and test")
     p_eval.add_argument("--checkpoint", required=True, help="a backend.pt (or ddrm.pt) checkpoint")
     p_eval.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
-    p_eval.add_argument("--split", nargs="+", default=["valid", "test"], choices=["valid", "test"])
+    p_eval.add_argument("--split", nargs="+", default=["valid", "test"], choices=["valid", "test"],
+                        help="the splits to evaluate (default both)")
     p_eval.add_argument("--ks", type=int, nargs="+", default=None, help="cut-offs (default 10 20 50 100)")
 
     p_noise_cmd = sub.add_parser("noise", parents=[common],
@@ -179,9 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
                             help="also write this experiment's block (command, table, plot) into a Markdown file, "
                                  "e.g. docs/RESULTS.md, replacing only its own previous block")
     p_table = esub.add_parser("table", parents=[common, exp_common], help="baselines, backends, + T-CE / R-CE / DDRM")
-    p_table.add_argument("--datasets", nargs="+", default=["ml-1m_noisy"])
-    p_table.add_argument("--backends", nargs="*", default=["mf", "lightgcn", "sgl"])
-    p_table.add_argument("--baselines", nargs="*", default=list(BASELINES))
+    p_table.add_argument("--datasets", nargs="+", default=["ml-1m_noisy"],
+                         help="named datasets or paths, each with its configs in CONFIGS/<dataset>/ (default ml-1m_noisy)")
+    p_table.add_argument("--backends", nargs="*", default=["mf", "lightgcn", "sgl"],
+                         help="the backends whose rows (and --methods on them) the table has; none: baselines only "
+                              "(default mf lightgcn sgl)")
+    p_table.add_argument("--baselines", nargs="*", default=list(BASELINES),
+                         help=f"simple baselines to add as rows; none: no baseline (default {' '.join(BASELINES)})")
     p_table.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"],
                          help="backend, tce, rce, ddrm, fusion (DDRM fused with the backend, weight chosen on "
                               "validation); default all but fusion")
@@ -189,13 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="take each model's config from CONFIGS/<dataset>/tuned/<model>.yaml (written by "
                               "'ddrm tune'; T-CE / R-CE: <backend>-tce.yaml, DDRM: ddrm-<backend>.yaml) where present")
     p_noise = esub.add_parser("noise", parents=[common, exp_common], help="metrics against injected noise ratio")
-    p_noise.add_argument("--dataset", default="yelp")
-    p_noise.add_argument("--backend", default="lightgcn")
-    p_noise.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
-    p_noise.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"])
+    p_noise.add_argument("--dataset", default="yelp", help="named dataset or path (default yelp)")
+    p_noise.add_argument("--backend", default="lightgcn", help="the backend of every row (default lightgcn)")
+    p_noise.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+                         help="shares of random (user, item) pairs added to train, one curve point each "
+                              "(default 0 0.1 0.2 0.3 0.4 0.5)")
+    p_noise.add_argument("--methods", nargs="+", default=["backend", "tce", "rce", "ddrm"],
+                         help="backend, tce, rce, ddrm, fusion: one curve each (default all but fusion)")
     p_abl = esub.add_parser("ablation", parents=[common, exp_common], help="DDRM switches off one at a time, T sweep")
-    p_abl.add_argument("--dataset", default="ml-1m_noisy")
-    p_abl.add_argument("--backend", default="mf")
+    p_abl.add_argument("--dataset", default="ml-1m_noisy", help="named dataset or path (default ml-1m_noisy)")
+    p_abl.add_argument("--backend", default="mf", help="the backend DDRM runs on (default mf)")
     p_abl.add_argument("--steps", type=int, nargs="*", default=[5, 10, 50], help="values of T to sweep")
     p_abl.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                        help="subset of: full, 'no reconstruction', 'no reweighting', 'no user denoiser', "
@@ -205,7 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
                             help="MostPop, EASE, LightGCN and LightGCN + DDRM on built-in synthetic data with planted noise")
     p_demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="synthetic data option, e.g. synthetic.n_users=500")
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every sub-command the line that lists it in its parent's help as its own description, so that
+    ``ddrm tune --help`` starts by saying what the command does."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for listed in action._choices_actions:
+                child = action.choices[listed.dest]
+                child.description = child.description or listed.help
+                _describe(child)
 
 
 def _setup_logging(quiet: bool) -> None:
