@@ -208,7 +208,7 @@ def test_every_option_has_help_and_every_command_says_what_it_does():
     import argparse
 
     from ddrm.cli import build_parser
-    from ddrm.cli_reference import commands
+    from ddrm.reference import commands
 
     silent, undescribed = [], []
     for path, parser in commands(build_parser()):
@@ -222,28 +222,64 @@ def test_cli_reference_page_is_current_and_independent_of_the_terminal(monkeypat
     from pathlib import Path
 
     from ddrm.cli import build_parser, shared_options
-    from ddrm.cli_reference import render
+    from ddrm.reference import render
 
     pages = []
     for columns in ("40", "200"):  # argparse wraps usage lines to the terminal's width
         monkeypatch.setenv("COLUMNS", columns)
         pages.append(render(build_parser(), shared_options()))
     assert pages[0] == pages[1]
-    page = Path(__file__).resolve().parents[1] / "docs" / "cli-reference.md"
-    assert page.read_text() == pages[0], \
-        "docs/cli-reference.md is out of date: run python -m ddrm.cli_reference docs/cli-reference.md"
-    # every option of every command is on the page, each once per command that takes it or in the shared table
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli-reference.md").read_text()
+    assert page == pages[0], "docs/cli-reference.md is out of date: run python -m ddrm.reference docs"
     for flag in ("--include-config", "--stale-after", "--finished-only", "--variants", "--host", "--split",
-                 "--no-final", "--backbone", "--drop-ratio"):
-        assert f"`{flag}" in page.read_text()
+                 "--no-final", "--backbone", "--drop-ratio", "--json", "--data-root"):
+        assert f"`{flag}" in page
+    tune = page[page.index("## `ddrm tune`"):page.index("## `ddrm evaluate`")]
+    assert "| `--trials TRIALS` | 20 |" in tune and "| `--pruner {median,halving,none}` | median |" in tune
+    assert "| `--json` |" not in tune and "Shared options: `--json`" in tune  # shared ones described once, first
 
 
-def test_cli_reference_main_writes_the_page_atomically(tmp_path, capsys):
+def test_config_reference_block_is_current():
+    from pathlib import Path
+
+    from ddrm.experiments.results import markers
+    from ddrm.reference import config_keys
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    begin, end = markers("keys")
+    block = text[text.index(begin) + len(begin):text.index(end)].strip()
+    assert block == config_keys().strip(), "docs/configuration.md is out of date: run python -m ddrm.reference docs"
+    for row in ("| `ddrm.steps` | int | 20 | train |", "| `train.lr` | float | 0.001 | pretrain, train |",
+                "| `backend.layer_combine` | mean / normalized_sum | mean | pretrain, train |",
+                "| `data.read.split.ratios` | 3 x float | [0.7, 0.1, 0.2] | pretrain, train |",
+                "| `output` | str | runs/train (train), runs/pretrain (pretrain) | pretrain, train |",
+                "| `sgl` | 3 | `ssl_weight` (float, 0.1), `ssl_temperature` (float, 0.2), `ssl_ratio` (float, 0.1) |",
+                "| `ease` | `reg` 1000.0, `max_items` 20000 |"):
+        assert row in block
+
+
+def test_reference_types_and_values_in_words():
+    import typing
+
+    from ddrm.reference import _type, _value
+
+    assert _type(int) == "int" and _type(int | None) == "int or null"
+    assert _type(typing.Literal["a", "b"]) == "a / b" and _type(typing.Literal[False, True, "auto"]) == "false / true / auto"
+    assert _type(list[float]) == "list of float" and _type(tuple[int, ...]) == "list of int"
+    assert _type(tuple[float, float, float]) == "3 x float" and _type(tuple[int, str]) == "int, str"
+    assert [_value(v) for v in (None, True, (1, 2.5), "x", 1e-05)] == ["null", "true", "[1, 2.5]", "x", "1e-05"]
+
+
+def test_reference_main_writes_both_pages_atomically(tmp_path, capsys):
     from ddrm.cli import build_parser, shared_options
-    from ddrm.cli_reference import main, render
+    from ddrm.reference import config_keys, main, render
 
-    target = tmp_path / "ref.md"
-    assert main([str(target)]) == 0
-    assert target.read_text() == render(build_parser(), shared_options())
-    assert [p.name for p in tmp_path.iterdir()] == ["ref.md"]  # no temporary file left behind
-    assert main([]) == 0 and capsys.readouterr().out == target.read_text()
+    (tmp_path / "configuration.md").write_text("# Configuration\n\nProse kept.\n")
+    assert main([str(tmp_path)]) == 0
+    assert (tmp_path / "cli-reference.md").read_text() == render(build_parser(), shared_options())
+    conf = (tmp_path / "configuration.md").read_text()
+    assert conf.startswith("# Configuration\n\nProse kept.\n") and config_keys().strip() in conf
+    assert main([str(tmp_path)]) == 0 and (tmp_path / "configuration.md").read_text() == conf  # idempotent
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli-reference.md", "configuration.md"]  # no temp files
+    capsys.readouterr()
+    assert main([str(tmp_path / "missing")]) == 2 and "DOCS_DIR" in capsys.readouterr().err
