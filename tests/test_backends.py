@@ -137,7 +137,7 @@ def test_cli_pretrain_then_evaluate(tmp_path, capsys):
                  "--quiet", "--seed", "1"])
     payload = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["backend.pt", "config.yaml", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["backend.pt", "config.yaml", "metrics.json", "run.log"]
     assert payload["seed"] == 1 and payload["best_epoch"] in (2, 4)
     code = main(["evaluate", "--checkpoint", str(out / "backend.pt"), "--json", "--quiet"])
     again = json.loads(capsys.readouterr().out)

@@ -152,7 +152,7 @@ def test_train_recommend_evaluate_end_to_end(capsys, tmp_path):
     assert 0 < p["noise_to_signal"] < 1
     assert set(p["fusion_valid"]) == {"0", "0.5", "1"} and p["fusion_valid"][f"{p['fusion']:g}"] == pytest.approx(
         p["metrics"]["valid"]["recall@20"])  # the chosen weight is the one scored, and the checkpoint keeps it
-    assert sorted(x.name for x in out.iterdir()) == ["backend.pt", "config.yaml", "ddrm.pt", "metrics.json"]
+    assert sorted(x.name for x in out.iterdir()) == ["backend.pt", "config.yaml", "ddrm.pt", "metrics.json", "run.log"]
     code, stdout, err = run(capsys, "recommend", "--checkpoint", str(out / "ddrm.pt"), "--user", "3", "--user", "7",
                             "--k", "5")
     assert code == 0, err

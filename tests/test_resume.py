@@ -41,7 +41,17 @@ def uninterrupted(tmp_path_factory) -> dict:
     proc = _cli("train", "--config", str(root / "c.yaml"), "--output", str(root / "full"))
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    return {"root": root, "payload": json.loads(out)}
+    return {"root": root, "payload": json.loads(out), "err": err}
+
+
+def test_a_run_folder_keeps_its_log_whatever_the_terminal_shows(uninterrupted):
+    log = (uninterrupted["root"] / "full" / "run.log").read_text()
+    lines = log.splitlines()
+    assert "ddrm train: run folder" in lines[0] and lines[0][:4].isdigit()  # a timestamp first
+    # --quiet kept INFO off the terminal, not out of the file: every validation of both phases is there
+    assert "INFO" not in uninterrupted["err"]
+    assert sum("lightgcn epoch" in ln and "valid recall@20" in ln for ln in lines) == 2
+    assert sum("ddrm epoch" in ln and "valid recall@20" in ln for ln in lines) == 2
 
 
 @pytest.mark.parametrize(("phase", "sig", "code"), [("backend", signal.SIGTERM, 143), ("ddrm", signal.SIGINT, 130)])
@@ -62,6 +72,9 @@ def test_interrupted_mid_epoch_then_resumed_is_bit_identical(uninterrupted, phas
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
     assert "Traceback" not in err and f"--resume {run}" in err
+    assert "stopped:" not in err  # the log's line on the stop goes to the file only
+    last = (run / "run.log").read_text().splitlines()[-1]
+    assert "WARNING ddrm.runs: ddrm train stopped:" in last and f"stopped by {sig.name}" in last
     saved = load_checkpoint(state, "train_state")
     assert saved["step"] > 0, "the signal should land mid-epoch"
     assert not (run / "metrics.json").exists()
@@ -83,6 +96,8 @@ def test_interrupted_mid_epoch_then_resumed_is_bit_identical(uninterrupted, phas
     assert set(full["infer_layers_valid"]) == {"1", "2"}
     assert (p["infer_layers"], p["infer_layers_valid"]) == (full["infer_layers"], full["infer_layers_valid"])
     assert not list(run.glob("state*.pt")), "training states are removed once the run is complete"
+    starts = [ln for ln in (run / "run.log").read_text().splitlines() if "run folder" in ln]
+    assert len(starts) == 2 and "ddrm train resumed" in starts[1]  # appended; the refused run wrote nothing
 
 
 def test_resume_usage_errors(uninterrupted, capsys):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,40 @@ def start_run(folder: str | os.PathLike[str], config: Any, command: str, resume:
     return out
 
 
+RUN_LOG = "run.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextmanager
+def run_log(folder: Path, command: str, resume: bool) -> Iterator[None]:
+    """Append ddrm's log records (INFO and up: one line per validation, the selections, warnings) to
+    ``folder/run.log`` while the run lasts, with timestamps, whatever ``--quiet`` shows on the terminal; rank 0 only.
+    A resumed run appends to the same file."""
+    if not distributed.is_main():
+        yield
+        return
+    ddrm_logger = logging.getLogger("ddrm")
+    handler = logging.FileHandler(folder / RUN_LOG, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.INFO)
+    level = ddrm_logger.level
+    if ddrm_logger.getEffectiveLevel() > logging.INFO:
+        ddrm_logger.setLevel(logging.INFO)  # the terminal's handlers keep their own level (cli._setup_logging)
+    ddrm_logger.addHandler(handler)
+    try:
+        logger.info("ddrm %s%s: run folder %s (its resolved config: config.yaml)", command,
+                    " resumed" if resume else "", folder)
+        yield
+    except BaseException as exc:  # said in the file only: the terminal gets the command's own message
+        handler.handle(logger.makeRecord(logger.name, logging.WARNING, __file__, 0, "ddrm %s stopped: %s",
+                                         (command, exc or type(exc).__name__), None))
+        raise
+    finally:
+        ddrm_logger.removeHandler(handler)
+        handler.close()
+        ddrm_logger.setLevel(level)
+
+
 def finish_run(folder: Path) -> None:
     """Remove the training states once the run's results are written."""
     distributed.barrier()
@@ -89,13 +125,14 @@ def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | 
     The training state is kept in ``output/state.pt`` (every epoch, and on SIGINT/SIGTERM); ``resume`` continues it.
     """
     out = start_run(cfg.output, cfg, "pretrain", resume)
-    data = data if data is not None else cfg.data.load(quiet=quiet)
-    t0 = time.perf_counter()
-    backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state.pt")
-    metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
-    return complete_run(out, cfg, data, backend, "backend.pt", metrics,
-                        {"command": "pretrain", "backend": cfg.backend.name, **depth_fields(backend),
-                         "seconds": time.perf_counter() - t0})
+    with run_log(out, "pretrain", resume):
+        data = data if data is not None else cfg.data.load(quiet=quiet)
+        t0 = time.perf_counter()
+        backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state.pt")
+        metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
+        return complete_run(out, cfg, data, backend, "backend.pt", metrics,
+                            {"command": "pretrain", "backend": cfg.backend.name, **depth_fields(backend),
+                             "seconds": time.perf_counter() - t0})
 
 
 def depth_fields(backend: Backend) -> dict[str, Any]:
@@ -150,6 +187,11 @@ def run_train(cfg: TrainRunConfig, quiet: bool = False, data: Interactions | Non
     Training states live in ``output/state-backend.pt`` and ``output/state-ddrm.pt``; ``resume`` continues them.
     """
     out = start_run(cfg.output, cfg, "train", resume)
+    with run_log(out, "train", resume):
+        return _train(out, cfg, quiet, data, resume)
+
+
+def _train(out: Path, cfg: TrainRunConfig, quiet: bool, data: Interactions | None, resume: bool) -> dict[str, Any]:
     data = data if data is not None else cfg.data.load(quiet=quiet)
     t0 = time.perf_counter()
     backend = get_backend(cfg, data, quiet, out, resume)
