@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="hyper-parameter (e.g. reg=1000) or dotted data./eval. option; repeatable")
 
-    for name, text in (("pretrain", "train a backend (mf, lightgcn, sgl) or import embeddings"),
+    for name, text in (("pretrain", "train a backend (mf, lightgcn, sgl; with T-CE / R-CE) or compute / import "
+                                    "embeddings (ials, ease-factors, import)"),
                        ("train", "train DDRM on a backend (trained here, imported, or from a checkpoint)")):
         p_run = sub.add_parser(name, parents=[common], help=text)
         p_run.add_argument("--config", default=None, help="YAML config file (see configs/)")
@@ -157,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_noise_cmd.add_argument("--threshold", type=float, default=4.0,
                              help="with ratings and no noise label, rating < THRESHOLD counts as noise for the AUC")
 
-    p_rec = sub.add_parser("recommend", parents=[common], help="top-K items for one user (raw ids in and out)")
+    p_rec = sub.add_parser("recommend", parents=[common], help="top-K items for the users given (raw ids in and out)")
     p_rec.add_argument("--checkpoint", required=True, help="a ddrm.pt or backend.pt checkpoint")
     p_rec.add_argument("--user", required=True, action="append", help="raw user id; repeatable")
     p_rec.add_argument("--k", type=int, default=20, help="list length (default 20)")
