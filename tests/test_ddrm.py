@@ -127,8 +127,12 @@ def test_invalid_settings(setup):
         DDRM(backend, steps=10, sampling_steps=12)
     with pytest.raises(ConfigError, match="noise_min < noise_max"):
         DDRM(backend, noise_min=1e-2, noise_max=1e-3)
-    with pytest.raises(ConfigError, match="unknown DDRM parameter"):
+    with pytest.raises(ConfigError, match="unknown DDRM parameter 'stepz'; DDRM takes the keys of DDRMConfig"):
         DDRM(backend, stepz=3)
+    m = DDRM(backend, steps=7, epochs=3, lr=0.02)  # training keys flat, as ddrm.backends.build takes them
+    assert (m.config.steps, m.train.epochs, m.train.lr, m.train.batch_size) == (7, 3, 0.02, 2048)
+    with pytest.raises(ConfigError, match="epochs"):
+        DDRM(backend, epochs="many")
     assert DDRMConfig(steps=10, sampling_steps=4).sampling == 4
 
 

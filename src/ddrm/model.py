@@ -276,7 +276,9 @@ class DDRM(Recommender):
     ----------
     backend : a fitted backend (trained, imported or loaded)
     config : :class:`DDRMConfig`; keyword overrides (``steps=50, alpha=0.1, ...``) are applied on top
-    train : optimisation (denoisers use ``train.lr``); eval : validation protocol; seed : all randomness
+    train : optimisation (denoisers use ``train.lr``); keyword overrides of its keys (``epochs=20, lr=1e-3,
+        batch_size=...``, as ``ddrm.backends.build`` takes them) are applied on top
+    eval : validation protocol; seed : all randomness
     """
 
     name = "ddrm"
@@ -284,12 +286,13 @@ class DDRM(Recommender):
     def __init__(self, backend: Backend, config: DDRMConfig | None = None, train: TrainConfig | None = None,
                  eval: EvalConfig | None = None, seed: int = 0, quiet: bool = False, **overrides: Any) -> None:
         self.backend = backend
-        base = to_dict(config or DDRMConfig())
-        unknown = sorted(set(overrides) - set(base))
+        base, optim = to_dict(config or DDRMConfig()), to_dict(train or TrainConfig())
+        unknown = sorted(set(overrides) - set(base) - set(optim))
         if unknown:
-            raise ConfigError(f"unknown DDRM parameter {unknown[0]!r}.")
-        self.config = from_dict(DDRMConfig, {**base, **overrides})
-        self.train = train or TrainConfig()
+            raise ConfigError(f"unknown DDRM parameter {unknown[0]!r}; DDRM takes the keys of DDRMConfig "
+                              f"({', '.join(base)}) and of TrainConfig ({', '.join(optim)}).")
+        self.config = from_dict(DDRMConfig, {**base, **{k: v for k, v in overrides.items() if k in base}})
+        self.train = from_dict(TrainConfig, {**optim, **{k: v for k, v in overrides.items() if k in optim}})
         self.eval = eval or EvalConfig()
         self.seed = seed
         self.quiet = quiet
