@@ -283,3 +283,39 @@ def test_reference_main_writes_both_pages_atomically(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli-reference.md", "configuration.md"]  # no temp files
     capsys.readouterr()
     assert main([str(tmp_path / "missing")]) == 2 and "DOCS_DIR" in capsys.readouterr().err
+
+
+def test_a_baseline_run_folder_is_a_checkpoint_every_command_takes(capsys, tmp_path):
+    from ddrm.serve import InvalidRequest, RecommendationService
+
+    data = ["--data", "synthetic", "--set", "data.synthetic.n_users=120", "--set", "data.synthetic.n_items=60",
+            "--set", "data.synthetic.mean_items=10"]
+    out = tmp_path / "rp3"
+    code, text, err = run(capsys, "baseline", "rp3beta", *data, "--set", "topk=30", "--output", str(out), "--json",
+                          "--quiet")
+    assert code == 0, err
+    fitted = json.loads(text)
+    assert sorted(p.name for p in out.iterdir()) == ["baseline.pt", "config.yaml", "metrics.json", "run.log"]
+    assert fitted["checkpoint"] == str(out / "baseline.pt")
+    code, text, err = run(capsys, "evaluate", "--checkpoint", str(out / "baseline.pt"), "--json", "--quiet")
+    assert code == 0, err
+    assert json.loads(text)["kind"] == "baseline"
+    assert json.loads(text)["metrics"] == fitted["metrics"]  # the saved model is the fitted one
+    code, text, err = run(capsys, "baseline", "rp3beta", "--config", str(out / "config.yaml"), "--json", "--quiet")
+    assert code == 0, err
+    assert json.loads(text)["metrics"] == fitted["metrics"]  # its config.yaml reruns it
+    code, text, err = run(capsys, "recommend", "--checkpoint", str(out / "baseline.pt"), "--user", "3", "--k", "5")
+    assert code == 0, err
+    assert len(text.strip().splitlines()) == 6  # header + 5 items
+    code, text, err = run(capsys, "noise", "--checkpoint", str(out / "baseline.pt"), "--top", "3", "--json", "--quiet")
+    assert code == 0, err
+    assert json.loads(text)["score"] == "rp3beta score"
+    service = RecommendationService(out / "baseline.pt")
+    assert service.health()["backend"] == "rp3beta" and len(service.recommend_user("3", 5)["items"]) == 5
+    folded = service.recommend_history(["1", "2", "3"], 5)["items"]  # an item-item model folds a new user in
+    assert len(folded) == 5 and not {"1", "2", "3"} & {i["item_id"] for i in folded}
+    code, _, err = run(capsys, "baseline", "ials", *data, "--set", "factors=4", "--set", "iterations=2", "--output",
+                       str(tmp_path / "ials"), "--quiet")
+    assert code == 0, err
+    with pytest.raises(InvalidRequest, match="no fold-in"):
+        RecommendationService(tmp_path / "ials" / "baseline.pt").recommend_history(["1"], 5)

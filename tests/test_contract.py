@@ -106,3 +106,16 @@ def test_evaluation_of_every_model_gives_metrics_in_range(fitted, data, name):
     result = ddrm.evaluate(fitted[0][name][0], data, split="test", ks=(5, 20))
     assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
     assert set(result.metrics) >= {"recall@20", "ndcg@20"}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_saved_model_loads_and_scores_the_same(fitted, data, name, tmp_path):
+    from ddrm.runs import load_model
+
+    model = fitted[0][name][0]
+    model.save(tmp_path / "model.pt", data)
+    again = load_model(tmp_path / "model.pt", data)
+    assert type(again) is type(model)
+    users = torch.arange(data.n_users)
+    torch.testing.assert_close(again.score(users), model.score(users), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(again.recommend(users[:9], k=5)[0], model.recommend(users[:9], k=5)[0])

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_base.add_argument("--data", default=None, help="dataset name or path (default: the config's, else synthetic)")
     p_base.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="hyper-parameter (e.g. reg=1000) or dotted data./eval. option; repeatable")
+    p_base.add_argument("--output", default=None, metavar="DIR",
+                        help="also write a run folder: the fitted model as baseline.pt (for evaluate, recommend, "
+                             "noise and serve), config.yaml (which --config takes), metrics.json and run.log")
 
     for name, text in (("pretrain", "train a backend (mf, lightgcn, sgl; with T-CE / R-CE) or compute / import "
                                     "embeddings (ials, ease-factors, import)"),
@@ -140,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_tune.add_argument("--backbone", default=None, metavar="FILE", help=_BACKBONE_HELP + " (for --model ddrm)")
 
     p_eval = sub.add_parser("evaluate", parents=[common], help="evaluate a checkpoint on valid and test")
-    p_eval.add_argument("--checkpoint", required=True, help="a backend.pt (or ddrm.pt) checkpoint")
+    p_eval.add_argument("--checkpoint", required=True, help="a ddrm.pt, backend.pt or baseline.pt checkpoint")
     p_eval.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
     p_eval.add_argument("--split", nargs="+", default=["valid", "test"], choices=["valid", "test"],
                         help="the splits to evaluate (default both)")
@@ -149,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_noise_cmd = sub.add_parser("noise", parents=[common],
                                  help="the training interactions a model finds most likely to be noise; a cleaned copy")
     p_noise_cmd.add_argument("--checkpoint", required=True,
-                             help="a ddrm.pt (DDRM's reweighting score) or backend.pt (the backend's score)")
+                             help="a ddrm.pt (DDRM's reweighting score), backend.pt or baseline.pt (the model's "
+                                  "own score)")
     p_noise_cmd.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
     p_noise_cmd.add_argument("--top", type=int, default=20, help="list the N most suspect interactions (default 20)")
     p_noise_cmd.add_argument("--drop-ratio", type=float, default=None, metavar="R",
@@ -159,13 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
                              help="with ratings and no noise label, rating < THRESHOLD counts as noise for the AUC")
 
     p_rec = sub.add_parser("recommend", parents=[common], help="top-K items for the users given (raw ids in and out)")
-    p_rec.add_argument("--checkpoint", required=True, help="a ddrm.pt or backend.pt checkpoint")
+    p_rec.add_argument("--checkpoint", required=True, help="a ddrm.pt, backend.pt or baseline.pt checkpoint")
     p_rec.add_argument("--user", required=True, action="append", help="raw user id; repeatable")
     p_rec.add_argument("--k", type=int, default=20, help="list length (default 20)")
     p_rec.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
 
     p_serve = sub.add_parser("serve", parents=[_common()], help="HTTP recommendation service + web page (ddrm[serve])")
-    p_serve.add_argument("--checkpoint", required=True, help="a ddrm.pt or backend.pt checkpoint")
+    p_serve.add_argument("--checkpoint", required=True, help="a ddrm.pt, backend.pt or baseline.pt checkpoint")
     p_serve.add_argument("--data", default=None, help="dataset name or path (default: the one in the checkpoint)")
     p_serve.add_argument("--items", default=None, help="item metadata file (item_id, title, genres columns)")
     p_serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -327,25 +331,45 @@ def _split_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_cfg: EvalConfig,
-                 quiet: bool = False, data=None, device: str = "cpu") -> dict[str, Any]:
-    """Fit baseline ``name`` and evaluate it on valid and test; returns the JSON payload."""
+                 quiet: bool = False, data=None, device: str = "cpu", output: str | None = None) -> dict[str, Any]:
+    """Fit baseline ``name`` and evaluate it on valid and test; returns the JSON payload. With ``output``, also a
+    run folder: ``baseline.pt`` (the fitted model), ``config.yaml``, ``metrics.json`` and ``run.log``."""
     from .baselines import build
-    from .evaluation import evaluate
+    from .runs import run_log, start_run, write_run
 
-    model = build(name, **params)
+    model = build(name, **params)  # bad parameters are refused before a folder is made
+    if output is None:
+        return _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device)
+    config = {"data": dataclasses.asdict(data_cfg), "eval": dataclasses.asdict(eval_cfg), model.name: model.params()}
+    out = start_run(output, config, "baseline", resume=False)
+    with run_log(out, "baseline", resume=False):
+        payload = _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device, out)
+        write_run(out, config, payload)
+    return payload
+
+
+def _fit_baseline(model, data_cfg: DataConfig, eval_cfg: EvalConfig, quiet: bool, data, device: str,
+                  out=None) -> dict[str, Any]:
+    from .evaluation import evaluate
+    from .training import resolve_device
+
     data = data if data is not None else data_cfg.load(quiet=quiet)
     t0 = time.perf_counter()
     model.fit(data)
     fit_s = time.perf_counter() - t0
-    from .training import resolve_device
-
     dev = resolve_device(device)
     metrics = {s: evaluate(model, data, s, eval_cfg.ks, eval_cfg.batch_size, device=dev).metrics
                for s in ("valid", "test")}
-    return {"command": "baseline", "model": model.name, "params": model.params(),
-            "data": {"name": data.name, "fingerprint": data.fingerprint(), "n_users": data.n_users,
-                     "n_items": data.n_items},
-            "metrics": metrics, "fit_seconds": fit_s, "seconds": time.perf_counter() - t0}
+    payload = {"command": "baseline", "model": model.name, "params": model.params(),
+               "data": {"name": data.name, "fingerprint": data.fingerprint(), "n_users": data.n_users,
+                        "n_items": data.n_items},
+               "metrics": metrics, "fit_seconds": fit_s, "seconds": time.perf_counter() - t0}
+    if out is not None:
+        model.save(out / "baseline.pt", data, {"data": dataclasses.asdict(data_cfg),
+                                               "eval": dataclasses.asdict(eval_cfg), model.name: model.params()},
+                   metrics)
+        payload.update({"output": str(out), "checkpoint": str(out / "baseline.pt")})
+    return payload
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -364,7 +388,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
                                                                         _data_flags(args, args.data)),
                                                              run.get("data", {})))  # no name anywhere: synthetic
     eval_cfg = build_config(EvalConfig, overrides=deep_merge(file_cfg.get("eval", {}), run.get("eval", {})))
-    payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet, device=args.device or "cpu")
+    payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet, device=args.device or "cpu",
+                           output=args.output)
     text = _metrics_text(payload, eval_cfg.ks, f"{payload['model']} {payload['params']} on {payload['data']['name']}")
     _emit(args, payload, text)
     return 0
@@ -471,9 +496,9 @@ def _checkpoint_data(args: argparse.Namespace, payload: dict[str, Any]):
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
-    from .runs import evaluate_splits, load_model
+    from .runs import CHECKPOINT_KINDS, evaluate_splits, load_model
 
-    payload = load_checkpoint(args.checkpoint, ("backend", "ddrm"))
+    payload = load_checkpoint(args.checkpoint, CHECKPOINT_KINDS)
     data = _checkpoint_data(args, payload)
     eval_dict = dict(payload.get("config", {}).get("eval", {}))
     if args.ks:
@@ -482,7 +507,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, data, args.device or "cpu")
     out = {"command": "evaluate", "checkpoint": str(args.checkpoint), "kind": payload["kind"],
            "data": {"name": data.name, "fingerprint": data.fingerprint()},
-           "metrics": evaluate_splits(model, data, eval_cfg, model.device_, splits=tuple(args.split))}
+           "metrics": evaluate_splits(model, data, eval_cfg, getattr(model, "device_", "cpu"),
+                                      splits=tuple(args.split))}
     _emit(args, out, _metrics_text(out, eval_cfg.ks, f"{args.checkpoint} on {data.name}"))
     return 0
 
@@ -491,7 +517,7 @@ def cmd_noise(args: argparse.Namespace) -> int:
     from . import cleaning
     from .checkpoint import load_checkpoint
     from .data.writer import save_dataset
-    from .runs import load_model
+    from .runs import CHECKPOINT_KINDS, load_model
 
     if args.top < 0:
         raise UsageError(f"--top must be >= 0, got {args.top}.")
@@ -499,11 +525,12 @@ def cmd_noise(args: argparse.Namespace) -> int:
         raise UsageError(f"--drop-ratio must lie in [0, 1), got {args.drop_ratio}.")
     if (args.drop_ratio is None) != (args.output is None):
         raise UsageError("--drop-ratio and --output go together: the share to drop and the folder to write.")
-    payload = load_checkpoint(args.checkpoint, ("backend", "ddrm"))
+    payload = load_checkpoint(args.checkpoint, CHECKPOINT_KINDS)
     data = _checkpoint_data(args, payload)
     model = load_model(args.checkpoint, data, args.device or "cpu")
     scores = cleaning.interaction_scores(model, data)
-    score_name = "DDRM reweighting score" if payload["kind"] == "ddrm" else "backend score"
+    score_name = {"ddrm": "DDRM reweighting score", "backend": "backend score"}.get(payload["kind"],
+                                                                                  f"{model.name} score")
     suspects = cleaning.most_suspect(scores, data, args.top) if args.top else []
     report = cleaning.auc_report({score_name: scores, "item popularity": cleaning.popularity_scores(data)}, data,
                                  args.threshold)
@@ -530,11 +557,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     import torch
 
     from .checkpoint import load_checkpoint
-    from .runs import load_model
+    from .runs import CHECKPOINT_KINDS, load_model
 
     if not 1 <= args.k <= 1000:
         raise UsageError(f"--k must be between 1 and 1000, got {args.k}.")
-    payload = load_checkpoint(args.checkpoint, ("backend", "ddrm"))
+    payload = load_checkpoint(args.checkpoint, CHECKPOINT_KINDS)
     data = _checkpoint_data(args, payload)
     model = load_model(args.checkpoint, data, args.device or "cpu")
     users = [data.user_index(u) for u in args.user]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,26 @@ class Recommender:
     def params(self) -> dict[str, Any]:
         """The hyper-parameters given to ``__init__``."""
         return {k: getattr(self, k) for k in inspect.signature(type(self).__init__).parameters if k != "self"}
+
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        """What ``fit`` learned, as named tensors (what :meth:`save` writes); a model that can be saved says so."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved.")
+
+    def restore(self, state: dict[str, torch.Tensor], data: Interactions, device: str = "cpu") -> None:
+        """Become the fitted model whose :meth:`fitted_state` was ``state``, on ``data`` (its training rows are
+        what ``recommend`` masks)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be loaded.")
+
+    def save(self, path: str | os.PathLike[str], data: Interactions, run_config: dict[str, Any] | None = None,
+             metrics: dict[str, Any] | None = None) -> None:
+        """An atomic ``.pt`` checkpoint of kind ``baseline``: the model's name, hyper-parameters, fitted state and
+        the data it was fitted on; ``ddrm.baselines.load`` (and every command that takes ``--checkpoint``) reads it."""
+        from .checkpoint import data_info, save_checkpoint
+
+        self._check_fitted()
+        save_checkpoint(path, {"kind": "baseline", "name": self.name, "params": self.params(),
+                               "config": run_config or {}, "data": data_info(data), "state": self.fitted_state(),
+                               "metrics": metrics or {}})
 
     def _check_fitted(self) -> None:
         if self.seen_ is None:

@@ -22,6 +22,7 @@ from .errors import DDRMError
 from .evaluation import evaluate
 from .io import atomic_open, write_json
 from .model import DDRM
+from .recommender import Recommender
 
 logger = logging.getLogger(__name__)
 
@@ -221,9 +222,15 @@ def checkpoint_data_config(payload: dict[str, Any], overrides: dict[str, Any] | 
     return build_config(DataConfig, overrides=deep_merge(saved, overrides))
 
 
-def load_model(path: str | os.PathLike[str], data: Interactions, device: str = "cpu") -> Backend | DDRM:
-    """A backend or DDRM checkpoint, whichever ``path`` holds."""
+CHECKPOINT_KINDS = ("backend", "ddrm", "baseline")
+
+
+def load_model(path: str | os.PathLike[str], data: Interactions, device: str = "cpu") -> Backend | DDRM | Recommender:
+    """A backend, DDRM or baseline checkpoint, whichever ``path`` holds."""
+    from .baselines import load as load_baseline
     from .checkpoint import load_checkpoint
 
-    kind = load_checkpoint(path, ("backend", "ddrm"))["kind"]
+    kind = load_checkpoint(path, CHECKPOINT_KINDS)["kind"]
+    if kind == "baseline":
+        return load_baseline(path, data, device)
     return (DDRM if kind == "ddrm" else Backend).load(path, data, device)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
+from ..data.interactions import Interactions
 from ..recommender import Recommender, build_from_registry
 from .diffrec import DiffRec
 from .ease import EASE
@@ -27,4 +29,16 @@ def build(name: str, **params: Any) -> Recommender:
     return build_from_registry(BASELINES, name, "baseline", params)
 
 
-__all__ = ["BASELINES", "build", "parameters", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "RP3beta"]
+def load(path: str | os.PathLike[str], data: Interactions, device: str = "cpu") -> Recommender:
+    """The fitted baseline saved by ``Recommender.save`` (``ddrm baseline --output``), checked against ``data``."""
+    from ..checkpoint import check_data, load_checkpoint
+
+    payload = load_checkpoint(path, "baseline")
+    check_data(payload, data, path)
+    model = build(payload["name"], **payload["params"])
+    model.restore(payload["state"], data, device)
+    model.checkpoint_ = payload
+    return model
+
+
+__all__ = ["BASELINES", "build", "load", "parameters", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "RP3beta"]

@@ -141,6 +141,24 @@ class DiffRec(Recommender):
         self.best_valid_ = self.result_.best_score
         return self
 
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
+
+    def restore(self, state: dict[str, torch.Tensor], data: Interactions, device: str = "cpu") -> None:
+        from ..training import TrainResult, resolve_device
+
+        self.device_ = resolve_device(device)
+        self.seen_ = data.train
+        self.module_ = _DiffRecModule(self, data)
+        try:
+            self.module_.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigError(f"saved DiffRec weights do not fit its parameters and the data "
+                              f"({str(exc).splitlines()[0]}).") from None
+        self.module_ = self.module_.to(self.device_).train(False)
+        self.diffusion_, self.net_ = self.module_.diffusion, self.module_.net
+        self.result_ = TrainResult()
+
     @torch.no_grad()
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """Reverse diffusion from each user's train row: [B, n_items]."""

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..recommender import Recommender
 
@@ -28,10 +29,42 @@ class ItemItemModel(Recommender):
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
-        x = self.seen_[users.cpu().numpy()]
+        return self._score_rows(self.seen_[users.cpu().numpy()])
+
+    def _score_rows(self, x: sp.csr_matrix) -> torch.Tensor:
+        """``x @ W`` [B, n_items] for interaction rows ``x`` [B, n_items]."""
         if isinstance(self.weights_, torch.Tensor):
-            return torch.from_numpy(x.toarray()) @ self.weights_
+            return torch.from_numpy(x.toarray().astype(np.float32)) @ self.weights_
         return torch.from_numpy(np.asarray((x @ self.weights_).toarray(), dtype=np.float32))
+
+    def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
+        """Scores [len(histories), n_items] for users given by their item indices (fold-in: no refit)."""
+        self._check_fitted()
+        n_items = self.seen_.shape[1]
+        rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+        cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if histories else rows
+        x = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(len(histories), n_items))
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        return self._score_rows(x)
+
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        if isinstance(self.weights_, torch.Tensor):
+            return {"weights": self.weights_}
+        w = self.weights_.tocsr()
+        return {"indptr": torch.from_numpy(w.indptr.astype(np.int64)), "indices": torch.from_numpy(
+            w.indices.astype(np.int64)), "values": torch.from_numpy(w.data.astype(np.float32))}
+
+    def restore(self, state: dict[str, torch.Tensor], data: Interactions, device: str = "cpu") -> None:
+        n = data.n_items
+        if "weights" in state:
+            self.weights_ = state["weights"]
+        else:
+            self.weights_ = sp.csr_matrix((state["values"].numpy(), state["indices"].numpy(), state["indptr"].numpy()),
+                                          shape=(n, n))
+        if tuple(self.weights_.shape) != (n, n):
+            raise ConfigError(f"saved item-item weights {tuple(self.weights_.shape)} do not match the data's {n} items.")
+        self.seen_ = data.train
 
 
 def topk_per_column(dense_block: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

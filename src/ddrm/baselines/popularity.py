@@ -27,3 +27,14 @@ class MostPop(Recommender):
     def score(self, users: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
         return self.popularity_.unsqueeze(0).expand(users.shape[0], -1)
+
+    def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
+        """Scores [len(histories), n_items] for users given by their items (the same list for everyone)."""
+        self._check_fitted()
+        return self.popularity_.unsqueeze(0).expand(len(histories), -1)
+
+    def fitted_state(self) -> dict[str, torch.Tensor]:
+        return {"popularity": self.popularity_}
+
+    def restore(self, state: dict[str, torch.Tensor], data: Interactions, device: str = "cpu") -> None:
+        self.popularity_, self.seen_ = state["popularity"], data.train

@@ -15,7 +15,8 @@ from ..checkpoint import load_checkpoint
 from ..data.interactions import Interactions
 from ..errors import DDRMError
 from ..model import DDRM
-from ..runs import checkpoint_data_config, load_model
+from ..recommender import Recommender
+from ..runs import CHECKPOINT_KINDS, checkpoint_data_config, load_model
 from .metadata import find_item_metadata, read_item_metadata
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class InvalidRequest(DDRMError):
 
 
 class RecommendationService:
-    """Top-K recommendations from a ``ddrm.pt`` (DDRM + its backend) or ``backend.pt`` checkpoint.
+    """Top-K recommendations from a ``ddrm.pt`` (DDRM + its backend), ``backend.pt`` or ``baseline.pt`` checkpoint.
 
     Parameters
     ----------
@@ -48,15 +49,16 @@ class RecommendationService:
     def __init__(self, checkpoint: str | os.PathLike[str], data: Interactions | None = None,
                  data_overrides: dict[str, Any] | None = None, items_file: str | os.PathLike[str] | None = None,
                  device: str = "cpu") -> None:
-        payload = load_checkpoint(checkpoint, ("backend", "ddrm"))
+        payload = load_checkpoint(checkpoint, CHECKPOINT_KINDS)
         cfg = checkpoint_data_config(payload, data_overrides)
         self.data = data if data is not None else cfg.load(quiet=True)
         self.checkpoint = str(checkpoint)
         self.kind: str = payload["kind"]
         model = load_model(checkpoint, self.data, device)
         self.ddrm: DDRM | None = model if isinstance(model, DDRM) else None
-        self.backend: Backend = model.backend if isinstance(model, DDRM) else model
-        self.backend_name = self.backend.config.name
+        # a baseline checkpoint serves as "backend": the one model there is
+        self.backend: Backend | Recommender = model.backend if isinstance(model, DDRM) else model
+        self.backend_name = self.backend.config.name if isinstance(self.backend, Backend) else self.backend.name
         d = self.data
         self.user_ids = d.user_ids.astype(str) if d.user_ids is not None else np.arange(d.n_users).astype(str)
         self.item_ids = d.item_ids.astype(str) if d.item_ids is not None else np.arange(d.n_items).astype(str)
@@ -161,6 +163,9 @@ class RecommendationService:
             raise InvalidRequest(f"unknown item id {unknown[0]!r} in the history ({len(unknown)} unknown in all).")
         hist = np.unique(np.array([self._item_index[str(i)] for i in raw_items], dtype=np.int64))
         m = self._model(model)
+        if not hasattr(m, "score_history"):
+            raise InvalidRequest(f"{self.backend_name} cannot score a user it was not fitted on from an item history "
+                                 f"(no fold-in); ask for a known user instead.")
         scores = m.score_history([hist])
         return {"user_id": None, "model": model or self.default_model, "history_size": int(hist.size),
                 "items": self._ranked(scores, [hist], k)[0]}
