@@ -111,6 +111,10 @@ def test_resume_continues_the_same_study_without_replaying_trials(tmp_path, caps
     assert main(["baseline", "ease", "--config", str(out / "best.yaml"), "--json", "--quiet"]) == 0
     base = json.loads(capsys.readouterr().out)
     assert base["metrics"]["valid"]["recall@20"] == pytest.approx(second["best"]["valid"], rel=1e-6)
+    # and the refitted best baseline is kept as a checkpoint, which evaluates to the same numbers
+    assert third["best_checkpoint"] == str(out / "best.pt")
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == base["metrics"]
 
 
 def test_ctrl_c_keeps_the_running_trials_state_and_the_rerun_continues_it_bit_identically(tmp_path, capsys):

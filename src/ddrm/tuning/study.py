@@ -460,8 +460,7 @@ def _best_value(study) -> float | None:
 def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchSpace, params: dict[str, Any],
            best_valid: float, output: Path, payload: dict[str, Any], command: str) -> dict[str, Any]:
     """Refit the best config once, check it reproduces the trial's validation score, evaluate test once, and write
-    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts) and, for a trained model, the refitted
-    model as ``best.pt``. The refit keeps a training state like a trial's: SIGINT / SIGTERM stop it, and the next
+    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts) and the refitted model as ``best.pt``. The refit keeps a training state like a trial's: SIGINT / SIGTERM stop it, and the next
     run of the study continues it."""
     from ..runs import evaluate_splits
 
@@ -482,10 +481,8 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
                        ev.metric, valid, best_valid)
     dataset = Path(fitter.data.name).name
     full = fitter.complete_config(cfg, model, f"runs/{dataset}/tuned/{spec.name}")
-    checkpoint = None
-    if spec.kind != "baseline":  # the refitted model itself, for ddrm evaluate / recommend / serve --checkpoint
-        checkpoint = output / "best.pt"
-        model.save(checkpoint, fitter.data, full, metrics)
+    checkpoint = output / "best.pt"  # the refitted model itself, for ddrm evaluate / recommend / serve --checkpoint
+    model.save(checkpoint, fitter.data, full, metrics)
     command_word = {"baseline": f"ddrm baseline {spec.name}", "pretrain": "ddrm pretrain", "train": "ddrm train"}
     header = [f"# {spec.name} on {fitter.data.name}, tuned by: {command}" if command else
               f"# {spec.name} on {fitter.data.name}, tuned with ddrm tune",
@@ -500,12 +497,11 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
               f"valid {valid:.4f}, test {ev.metric} {metrics['test'][ev.metric]:.4f} (test evaluated once, here)",
               *([_config_line(payload["config_trial"], ev.metric)] if "config_trial" in payload else []),
               f"# run it with: {command_word[spec.kind]} --config best.yaml",
-              *([f"# the refitted model: {checkpoint} (ddrm evaluate / recommend / serve --checkpoint)"]
-                if checkpoint else [])]
+              f"# the refitted model: {checkpoint} (ddrm evaluate / recommend / serve --checkpoint)"]
     with atomic_open(output / "best.yaml", "w", encoding="utf-8") as fh:
         fh.write("\n".join(header) + "\n" + yaml.safe_dump(full, sort_keys=False))
     return {"best_config": str(output / "best.yaml"), "metrics": metrics, "refit_valid": valid,
-            **took, **({"best_checkpoint": str(checkpoint)} if checkpoint else {})}
+            **took, "best_checkpoint": str(checkpoint)}
 
 
 def _config_line(own: dict[str, Any], metric: str) -> str:
