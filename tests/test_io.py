@@ -70,3 +70,29 @@ def test_file_lock_is_exclusive_and_says_at_once_when_it_is_held(tmp_path):
             assert other is False
     with file_lock(path, wait=False) as again:  # let go at the end of the block
         assert again
+
+
+def test_run_log_takes_info_without_showing_it_where_the_callers_setup_did_not(tmp_path):
+    import io
+    import logging
+
+    from ddrm.runs import run_log
+
+    stream = io.StringIO()
+    root, ddrm_logger = logging.getLogger(), logging.getLogger("ddrm")
+    handler = logging.StreamHandler(stream)  # a caller's setup: a plain handler, the root at WARNING
+    old = root.level, ddrm_logger.level, ddrm_logger.propagate
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    try:
+        with run_log(tmp_path, "pretrain", resume=False):
+            logging.getLogger("ddrm.training").info("epoch 2: valid 0.5")
+            logging.getLogger("ddrm.training").warning("a warning")
+        logging.getLogger("ddrm.training").info("after the run")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old[0])
+    assert (ddrm_logger.level, ddrm_logger.propagate) == old[1:]  # restored
+    shown, kept = stream.getvalue(), (tmp_path / "run.log").read_text()
+    assert "a warning" in shown and "epoch 2" not in shown and "run folder" not in shown
+    assert "epoch 2: valid 0.5" in kept and "a warning" in kept and "after the run" not in kept

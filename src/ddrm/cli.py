@@ -245,12 +245,10 @@ def _describe(parser: argparse.ArgumentParser) -> None:
 
 
 def _setup_logging(quiet: bool) -> None:
-    """Log records on stderr: INFO and up, WARNING and up with ``--quiet``. The level is the handler's own, so a
-    run folder's log file (``runs.run_log``) can take INFO records that the terminal does not show."""
-    level = logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(level)
+    """Log records on stderr: INFO and up, WARNING and up with ``--quiet`` (a run folder's ``run.log`` takes INFO
+    whatever this shows: ``runs.run_log``)."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
 
 
 def _data_flags(args: argparse.Namespace, name: str | None = None) -> dict[str, Any]:

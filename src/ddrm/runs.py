@@ -70,11 +70,23 @@ RUN_LOG = "run.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _Forward(logging.Handler):
+    """Hands a record on to the handlers above the ``ddrm`` logger (the caller's own logging setup)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        parent = logging.getLogger("ddrm").parent
+        if parent is not None:
+            parent.handle(record)
+
+
 @contextmanager
 def run_log(folder: Path, command: str, resume: bool) -> Iterator[None]:
     """Append ddrm's log records (INFO and up: one line per validation, the selections, warnings) to
-    ``folder/run.log`` while the run lasts, with timestamps, whatever ``--quiet`` shows on the terminal; rank 0 only.
-    A resumed run appends to the same file."""
+    ``folder/run.log`` while the run lasts, with timestamps, whatever ``--quiet`` or the caller's logging setup
+    shows elsewhere; rank 0 only. A resumed run appends to the same file.
+
+    When the ``ddrm`` logger lets less than INFO through, it takes INFO for the run but hands on to the caller's
+    handlers only what it let through before, so nothing new reaches the terminal."""
     if not distributed.is_main():
         yield
         return
@@ -82,9 +94,12 @@ def run_log(folder: Path, command: str, resume: bool) -> Iterator[None]:
     handler = logging.FileHandler(folder / RUN_LOG, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.INFO)
-    level = ddrm_logger.level
-    if ddrm_logger.getEffectiveLevel() > logging.INFO:
-        ddrm_logger.setLevel(logging.INFO)  # the terminal's handlers keep their own level (cli._setup_logging)
+    level, propagate, shown = ddrm_logger.level, ddrm_logger.propagate, ddrm_logger.getEffectiveLevel()
+    forward = _Forward(shown) if shown > logging.INFO and propagate else None
+    if forward is not None:
+        ddrm_logger.setLevel(logging.INFO)
+        ddrm_logger.propagate = False
+        ddrm_logger.addHandler(forward)
     ddrm_logger.addHandler(handler)
     try:
         logger.info("ddrm %s%s: run folder %s (its resolved config: config.yaml)", command,
@@ -97,7 +112,10 @@ def run_log(folder: Path, command: str, resume: bool) -> Iterator[None]:
     finally:
         ddrm_logger.removeHandler(handler)
         handler.close()
-        ddrm_logger.setLevel(level)
+        if forward is not None:
+            ddrm_logger.removeHandler(forward)
+            ddrm_logger.setLevel(level)
+            ddrm_logger.propagate = propagate
 
 
 def finish_run(folder: Path) -> None:
@@ -127,13 +145,17 @@ def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | 
     """
     out = start_run(cfg.output, cfg, "pretrain", resume)
     with run_log(out, "pretrain", resume):
-        data = data if data is not None else cfg.data.load(quiet=quiet)
-        t0 = time.perf_counter()
-        backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state.pt")
-        metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
-        return complete_run(out, cfg, data, backend, "backend.pt", metrics,
-                            {"command": "pretrain", "backend": cfg.backend.name, **depth_fields(backend),
-                             "seconds": time.perf_counter() - t0})
+        return _pretrain(out, cfg, quiet, data)
+
+
+def _pretrain(out: Path, cfg: PretrainConfig, quiet: bool, data: Interactions | None) -> dict[str, Any]:
+    data = data if data is not None else cfg.data.load(quiet=quiet)
+    t0 = time.perf_counter()
+    backend = Backend(cfg.backend, cfg.train, cfg.eval, cfg.seed, quiet).fit(data, out / "state.pt")
+    metrics = evaluate_splits(backend, data, cfg.eval, backend.device_)
+    return complete_run(out, cfg, data, backend, "backend.pt", metrics,
+                        {"command": "pretrain", "backend": cfg.backend.name, **depth_fields(backend),
+                         "seconds": time.perf_counter() - t0})
 
 
 def depth_fields(backend: Backend) -> dict[str, Any]:
