@@ -341,13 +341,14 @@ def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_c
     config = {"data": dataclasses.asdict(data_cfg), "eval": dataclasses.asdict(eval_cfg), model.name: model.params()}
     out = start_run(output, config, "baseline", resume=False)
     with run_log(out, "baseline", resume=False):
-        payload = _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device, out)
+        payload = _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device, (out, config))
         write_run(out, config, payload)
     return payload
 
 
 def _fit_baseline(model, data_cfg: DataConfig, eval_cfg: EvalConfig, quiet: bool, data, device: str,
-                  out=None) -> dict[str, Any]:
+                  run: tuple[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Fit, evaluate on valid and test, and with ``run`` (folder, its config) save the model as baseline.pt."""
     from .evaluation import evaluate
     from .training import resolve_device
 
@@ -362,10 +363,9 @@ def _fit_baseline(model, data_cfg: DataConfig, eval_cfg: EvalConfig, quiet: bool
                "data": {"name": data.name, "fingerprint": data.fingerprint(), "n_users": data.n_users,
                         "n_items": data.n_items},
                "metrics": metrics, "fit_seconds": fit_s, "seconds": time.perf_counter() - t0}
-    if out is not None:
-        model.save(out / "baseline.pt", data, {"data": dataclasses.asdict(data_cfg),
-                                               "eval": dataclasses.asdict(eval_cfg), model.name: model.params()},
-                   metrics)
+    if run is not None:
+        out, config = run
+        model.save(out / "baseline.pt", data, config, metrics)
         payload.update({"output": str(out), "checkpoint": str(out / "baseline.pt")})
     return payload
 

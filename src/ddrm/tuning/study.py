@@ -460,8 +460,9 @@ def _best_value(study) -> float | None:
 def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchSpace, params: dict[str, Any],
            best_valid: float, output: Path, payload: dict[str, Any], command: str) -> dict[str, Any]:
     """Refit the best config once, check it reproduces the trial's validation score, evaluate test once, and write
-    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts) and the refitted model as ``best.pt``. The refit keeps a training state like a trial's: SIGINT / SIGTERM stop it, and the next
-    run of the study continues it."""
+    ``best.yaml`` (the complete config the matching ``ddrm`` command accepts) and the refitted model as
+    ``best.pt``. The refit keeps a training state like a trial's: SIGINT / SIGTERM stop it, and the next run of the
+    study continues it."""
     from ..runs import evaluate_splits
 
     cfg = trial_config(spec, base, space.fixed, params)
