@@ -70,8 +70,17 @@ def _rows(parser: argparse.ArgumentParser, skip: frozenset[str] = frozenset()) -
         text = action.help or ""
         if action.required and action.option_strings:
             text = f"required; {text}"
-        rows.append((formatter._format_action_invocation(action), _default(action), text))
+        rows.append((_invocation(action, formatter), _default(action), text))
     return rows
+
+
+def _invocation(action: argparse.Action, formatter: argparse.HelpFormatter) -> str:
+    """``--output DIR, -o DIR`` style, the same on every Python (argparse's own changed in 3.13)."""
+    default = action.dest.upper() if action.option_strings else action.dest  # as argparse's help names them
+    metavar = formatter._format_args(action, default) if action.nargs != 0 else ""
+    if not action.option_strings:
+        return metavar
+    return ", ".join(f"{o} {metavar}".strip() for o in action.option_strings)
 
 
 def _table(rows: list[tuple[str, str, str]]) -> list[str]:
@@ -92,7 +101,10 @@ def render(parser: argparse.ArgumentParser, shared: argparse.ArgumentParser | No
         out.append(f"## `{' '.join(path)}`\n")
         if sub.description:
             out.append(f"{sub.description}\n")
-        usage = " ".join(sub.format_usage().removeprefix("usage: ").split())
+        positionals = [_invocation(a, sub._get_formatter()) for a in sub._actions
+                       if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+        commands_below = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        usage = " ".join([*path, "[options]", *(["COMMAND ..."] if commands_below else []), *positionals])
         out.append(f"```\n{usage}\n```\n")
         taken = [o for a in sub._actions for o in a.option_strings if o in common and o.startswith("--")]
         if taken:
