@@ -337,18 +337,19 @@ def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_c
 
     model = build(name, **params)  # bad parameters are refused before a folder is made
     if output is None:
-        return _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device)
+        return _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device)[0]
     config = {"data": dataclasses.asdict(data_cfg), "eval": dataclasses.asdict(eval_cfg), model.name: model.params()}
     out = start_run(output, config, "baseline", resume=False)
     with run_log(out, "baseline", resume=False):
-        payload = _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device, (out, config))
+        payload, data = _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device)
+        model.save(out / "baseline.pt", data, config, payload["metrics"])
+        payload.update({"output": str(out), "checkpoint": str(out / "baseline.pt")})
         write_run(out, config, payload)
     return payload
 
 
-def _fit_baseline(model, data_cfg: DataConfig, eval_cfg: EvalConfig, quiet: bool, data, device: str,
-                  run: tuple[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Fit, evaluate on valid and test, and with ``run`` (folder, its config) save the model as baseline.pt."""
+def _fit_baseline(model, data_cfg: DataConfig, eval_cfg: EvalConfig, quiet: bool, data, device: str) -> tuple:
+    """Fit ``model`` and evaluate it on valid and test: (the JSON payload, the data it was fitted on)."""
     from .evaluation import evaluate
     from .training import resolve_device
 
@@ -363,11 +364,7 @@ def _fit_baseline(model, data_cfg: DataConfig, eval_cfg: EvalConfig, quiet: bool
                "data": {"name": data.name, "fingerprint": data.fingerprint(), "n_users": data.n_users,
                         "n_items": data.n_items},
                "metrics": metrics, "fit_seconds": fit_s, "seconds": time.perf_counter() - t0}
-    if run is not None:
-        out, config = run
-        model.save(out / "baseline.pt", data, config, metrics)
-        payload.update({"output": str(out), "checkpoint": str(out / "baseline.pt")})
-    return payload
+    return payload, data
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:

@@ -43,7 +43,7 @@ class Recommender:
 
     def restore(self, state: dict[str, torch.Tensor], data: Interactions, device: str = "cpu") -> None:
         """Become the fitted model whose :meth:`fitted_state` was ``state``, on ``data`` (its training rows are
-        what ``recommend`` masks)."""
+        what ``recommend`` masks); ``ddrm.baselines.load`` has checked that ``data`` has the shape it was fitted on."""
         raise NotImplementedError(f"{type(self).__name__} cannot be loaded.")
 
     def save(self, path: str | os.PathLike[str], data: Interactions, run_config: dict[str, Any] | None = None,

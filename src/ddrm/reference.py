@@ -33,14 +33,18 @@ names those it takes.
 """
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The sub-command parsers of ``parser`` by name ({} for a leaf command)."""
+    return {name: child for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+            for name, child in a.choices.items()}
+
+
 def commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("ddrm",)) -> Iterator[
         tuple[tuple[str, ...], argparse.ArgumentParser]]:
     """Every parser of the command tree, depth first: ``(("ddrm",), root), (("ddrm", "data"), ...), ...``."""
     yield path, parser
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, child in action.choices.items():
-                yield from commands(child, (*path, name))
+    for name, child in _subcommands(parser).items():
+        yield from commands(child, (*path, name))
 
 
 def _cell(text: str) -> str:
@@ -103,8 +107,7 @@ def render(parser: argparse.ArgumentParser, shared: argparse.ArgumentParser | No
             out.append(f"{sub.description}\n")
         positionals = [_invocation(a, sub._get_formatter()) for a in sub._actions
                        if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
-        commands_below = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
-        usage = " ".join([*path, "[options]", *(["COMMAND ..."] if commands_below else []), *positionals])
+        usage = " ".join([*path, "[options]", *(["COMMAND ..."] if _subcommands(sub) else []), *positionals])
         out.append(f"```\n{usage}\n```\n")
         taken = [o for a in sub._actions for o in a.option_strings if o in common and o.startswith("--")]
         if taken:

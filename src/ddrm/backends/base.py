@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config.backbones import BackendConfig
-from ..data.interactions import Interactions
+from ..data.interactions import Interactions, history_rows
 from ..errors import ConfigError
 from ..trainable import TrainableModule
 from .graph import normalized_adjacency, propagate
@@ -150,10 +150,7 @@ def check_shapes(user: torch.Tensor, item: torch.Tensor, data: Interactions, whe
 
 def history_mean(histories: list[np.ndarray], items: torch.Tensor) -> torch.Tensor:
     """Mean of ``items`` [n_items, d] over each history (item index arrays): [B, d]; zeros for an empty history."""
-    counts = np.array([len(h) for h in histories], dtype=np.int64)
-    indptr = np.concatenate([[0], np.cumsum(counts)])
-    cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if counts.sum() else np.zeros(0, np.int64)
-    return history_mean_csr(indptr, cols, items)
+    return history_mean_csr(*history_rows(histories), items)
 
 
 def history_mean_csr(indptr: np.ndarray, indices: np.ndarray, items: torch.Tensor) -> torch.Tensor:

@@ -79,7 +79,4 @@ class IALS(Recommender):
         return {"user": self.user_factors_, "item": self.item_factors_}
 
     def restore(self, state: dict[str, torch.Tensor], data: Interactions, device: str = "cpu") -> None:
-        if (state["user"].shape[0], state["item"].shape[0]) != (data.n_users, data.n_items):
-            raise ConfigError(f"saved iALS factors ({state['user'].shape[0]} users x {state['item'].shape[0]} items) "
-                              f"do not match the data ({data.n_users} x {data.n_items}).")
         self.user_factors_, self.item_factors_, self.seen_ = state["user"], state["item"], data.train

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..data.interactions import Interactions
+from ..data.interactions import Interactions, history_rows
 from ..errors import ConfigError
 from ..recommender import Recommender
 
@@ -40,11 +40,10 @@ class ItemItemModel(Recommender):
     def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
         """Scores [len(histories), n_items] for users given by their item indices (fold-in: no refit)."""
         self._check_fitted()
-        n_items = self.seen_.shape[1]
-        rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-        cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if histories else rows
-        x = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(len(histories), n_items))
-        x.sum_duplicates()
+        indptr, indices = history_rows(histories)
+        x = sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr),
+                          shape=(len(histories), self.seen_.shape[1]))
+        x.sum_duplicates()  # an item listed twice is one interaction
         x.data[:] = 1.0
         return self._score_rows(x)
 
@@ -57,13 +56,8 @@ class ItemItemModel(Recommender):
 
     def restore(self, state: dict[str, torch.Tensor], data: Interactions, device: str = "cpu") -> None:
         n = data.n_items
-        if "weights" in state:
-            self.weights_ = state["weights"]
-        else:
-            self.weights_ = sp.csr_matrix((state["values"].numpy(), state["indices"].numpy(), state["indptr"].numpy()),
-                                          shape=(n, n))
-        if tuple(self.weights_.shape) != (n, n):
-            raise ConfigError(f"saved item-item weights {tuple(self.weights_.shape)} do not match the data's {n} items.")
+        self.weights_ = state["weights"] if "weights" in state else sp.csr_matrix(
+            (state["values"].numpy(), state["indices"].numpy(), state["indptr"].numpy()), shape=(n, n))
         self.seen_ = data.train
 
 

@@ -224,6 +224,15 @@ class Interactions:
         return _lookup(self.item_ids, raw, self.n_items, "item")
 
 
+def history_rows(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Item-index histories [B lists] as CSR rows: (``indptr`` [B + 1], ``indices`` [total length]), int64."""
+    counts = np.array([len(h) for h in histories], dtype=np.int64)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    indices = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if counts.sum() else \
+        np.zeros(0, np.int64)
+    return indptr, indices
+
+
 def _lookup(ids: np.ndarray | None, raw: str, n: int, kind: str) -> int:
     raw = str(raw)
     if ids is None:

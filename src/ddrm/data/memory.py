@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from ..errors import DataError
 from .interactions import SPLITS, Interactions
-from .preprocess import SplitOptions, carve_validation, split_table, tables_to_interactions
+from .preprocess import SplitOptions, split_table, tables_to_interactions, with_validation
 from .table import RawTable
 
 
@@ -41,7 +41,7 @@ def from_matrix(train: Any, valid: Any = None, test: Any = None, *, split: Split
     Every nonzero entry is one interaction (counts or confidences become 1). Given ``train`` alone, it holds all
     interactions and is split at random by ``split`` (``ratios``, ``drop_cold``, ``seed``; the default 70 / 10 / 20);
     given ``train`` and ``test``, a seeded ``valid_ratio`` of each user's train items becomes validation unless
-    ``valid`` is given too.
+    ``valid`` is given too (as the file readers do, an empty validation split is carved out of train).
 
     Shapes: every matrix [n_users, n_items]; ``user_ids`` [n_users] and ``item_ids`` [n_items] optional raw ids.
     """
@@ -65,9 +65,7 @@ def from_matrix(train: Any, valid: Any = None, test: Any = None, *, split: Split
         pairs = {s: (np.repeat(np.arange(n_users), np.diff(m.indptr)), m.indices) for s, m in mats.items()}
     data = Interactions.from_pairs(pairs, n_users, n_items, user_ids=_ids(user_ids, n_users, name, "user_ids"),
                                    item_ids=_ids(item_ids, n_items, name, "item_ids"), name=name)
-    if data.valid.nnz == 0 and "valid" not in mats and data.train.nnz:
-        data = carve_validation(data, valid_ratio, seed)
-    return data
+    return with_validation(data, valid_ratio, seed)
 
 
 def _ids(ids: np.ndarray | None, n: int, name: str, what: str) -> np.ndarray | None:
@@ -150,7 +148,4 @@ def from_frame(frame: Any, *, user_col: str = "user_id", item_col: str = "item_i
         tables = {s: _table(f, f"{name} {s}", **cols) for s, f in frame.items()}
     else:
         tables = split_table(_table(frame, name, **cols), split or SplitOptions())
-    data = tables_to_interactions(tables, name)
-    if data.valid.nnz == 0 and not (presplit and "valid" in frame) and data.train.nnz:
-        data = carve_validation(data, valid_ratio, seed)
-    return data
+    return with_validation(tables_to_interactions(tables, name), valid_ratio, seed)

@@ -123,6 +123,13 @@ def carve_validation(data: Interactions, ratio: float = 0.1, seed: int = 0) -> I
     return Interactions(train, valid, data.test, data.user_ids, data.item_ids, labels, data.name)
 
 
+def with_validation(data: Interactions, ratio: float = 0.1, seed: int = 0) -> Interactions:
+    """``data`` itself, or, when its validation split is empty (and train is not), with a seeded ``ratio`` of each
+    user's train items carved out as validation (:func:`carve_validation`): how every reader treats data without
+    a validation split."""
+    return carve_validation(data, ratio, seed) if data.valid.nnz == 0 and data.train.nnz else data
+
+
 def inject_noise(data: Interactions, ratio: float, seed: int = 0) -> Interactions:
     """Add ``round(ratio * nnz(train))`` uniformly random non-interacted (user, item) pairs to train.
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..config.data import ReadOptions
 from ..errors import ConfigError, DataError
 from .interactions import SPLITS, Interactions
-from .preprocess import carve_validation, split_table, tables_to_interactions
+from .preprocess import split_table, tables_to_interactions, with_validation
 from .table import RawTable, check_ids, iter_row_chunks, read_columns, read_rows, to_float
 
 logger = logging.getLogger(__name__)
@@ -67,10 +67,7 @@ def read_dataset(path: str | Path, options: ReadOptions | None = None) -> Intera
         raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}.")
     if not path.exists():
         raise DataError(f"{path}: no such file or folder.")
-    data = readers[fmt](path, opts)
-    if data.valid.nnz == 0 and data.train.nnz:
-        data = carve_validation(data, opts.valid_ratio, opts.seed)
-    return data
+    return with_validation(readers[fmt](path, opts), opts.valid_ratio, opts.seed)
 
 
 def _need(folder: Path, name: str) -> Path:
