@@ -20,6 +20,7 @@ MODELS = {
     "ease": lambda d: ddrm.baselines.build("ease", reg=10.0),
     "ials": lambda d: ddrm.baselines.build("ials", factors=8, iterations=3, threads=1),
     "diffrec": lambda d: ddrm.baselines.build("diffrec", dims=[32], epochs=2, batch_size=64, quiet=True),
+    "multvae": lambda d: ddrm.baselines.build("multvae", dims=[32], latent=8, epochs=2, batch_size=64, quiet=True),
     "mf": lambda d: ddrm.backends.build("mf", dim=8, **TINY),
     "lightgcn": lambda d: ddrm.backends.build("lightgcn", dim=8, layers=2, **TINY),
     "sgl": lambda d: ddrm.backends.build("sgl", dim=8, layers=2, **TINY),

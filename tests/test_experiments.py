@@ -23,6 +23,7 @@ from ddrm.data import SyntheticConfig, make_synthetic
 from ddrm.errors import ConfigError
 from ddrm.experiments.cells import interrupted_seconds
 from ddrm.experiments.report import mean_std, paired_test
+from ddrm.experiments.specs import LABEL
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -97,7 +98,8 @@ def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     assert main(args) == 0
     p = json.loads(capsys.readouterr().out)
     models = [r["model"] for r in p["rows"]]
-    assert models == ["MostPop", "ItemKNN", "EASE", "RP3beta", "iALS", "DiffRec", "MF", "MF + T-CE", "MF + R-CE", "MF + DDRM"]
+    assert models == ["MostPop", "ItemKNN", "EASE", "RP3beta", "iALS", "DiffRec", "Mult-VAE", "MF", "MF + T-CE",
+                      "MF + R-CE", "MF + DDRM"]
     ddrm = p["rows"][-1]
     assert ddrm["n_seeds"] == 2 and 0 <= ddrm["recall@20"] <= 1 and ddrm["recall@20_std"] >= 0
     assert "vs_backend_recall@20" in ddrm and "p_value_recall@20" in ddrm
@@ -105,31 +107,31 @@ def test_experiment_table_quick_end_to_end_and_resume(capsys, tmp_path):
     tce, mf = by_model["MF + T-CE"], by_model["MF"]  # the denoised backends are compared with their backend too
     assert tce["vs_backend_recall@20"] == pytest.approx(tce["recall@20"] / mf["recall@20"] - 1)
     # every trained row is set against the baseline that validates highest (not the one that tests highest)
-    base_rows = p["rows"][:6]
+    base_rows = p["rows"][:7]
     best = max(base_rows, key=lambda r: r["valid_recall@20"])
     assert all("best_baseline" not in r for r in base_rows)
-    assert {r["best_baseline"] for r in p["rows"][6:]} == {best["model"]}
+    assert {r["best_baseline"] for r in p["rows"][7:]} == {best["model"]}
     assert ddrm["vs_best_baseline_recall@20"] == pytest.approx(ddrm["recall@20"] / best["recall@20"] - 1)
-    best_key = best["model"].lower()
+    best_key = {label: key for key, label in LABEL.items()}[best["model"]]
     _, want = paired_test(out / "cells", [f"synthetic/mf-ddrm/seed{s}" for s in (0, 1)],
                           [f"synthetic/{best_key}/seed{s}" for s in (0, 1)])
     assert ddrm["p_best_baseline_recall@20"] == pytest.approx(want, nan_ok=True)
     with open(out / "table.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 10 and float(rows[0]["recall@20"]) == pytest.approx(p["rows"][0]["recall@20"], rel=1e-5)
+    assert len(rows) == 11 and float(rows[0]["recall@20"]) == pytest.approx(p["rows"][0]["recall@20"], rel=1e-5)
     assert "± " in (out / "table.md").read_text()
     cell_files = sorted(out.glob("cells/**/metrics.json"))
-    assert len(cell_files) == p["cells"] == 20
+    assert len(cell_files) == p["cells"] == 22
     stamps = {f: f.stat().st_mtime_ns for f in cell_files}
     assert main(args) == 0  # resumes: every cell is already finished
     again = json.loads(capsys.readouterr().out)
     assert again["rows"] == p["rows"]
     assert {f: f.stat().st_mtime_ns for f in cell_files} == stamps
     block = (tmp_path / "RESULTS.md").read_text()
-    assert "## Comparison table — synthetic" in block and "Seeds 0..1; 20 cells" in block
-    assert set(p["cell_cpu_seconds"]) == set(p["cell_seconds"]) and len(p["cell_seconds"]) == 20
+    assert "## Comparison table — synthetic" in block and "Seeds 0..1; 22 cells" in block
+    assert set(p["cell_cpu_seconds"]) == set(p["cell_seconds"]) and len(p["cell_seconds"]) == 22
     assert all(v > 0 for v in p["cell_cpu_seconds"].values())
-    assert "wall clock: the 20 cells that recorded their CPU time used " in block
+    assert "wall clock: the 22 cells that recorded their CPU time used " in block
     assert p["markdown"] in block and block.count("<!-- ddrm:begin table -->") == 1
 
 
@@ -148,9 +150,9 @@ def test_two_processes_share_one_experiment_and_run_each_cell_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     ran = [set(re.findall(r"cell (\S+) done in", err)) for _, err in outs]
     cells = {str(f.parent.relative_to(out / "cells")) for f in out.glob("cells/**/metrics.json")}
-    assert len(cells) == 20 and ran[0] | ran[1] == cells and not ran[0] & ran[1]
+    assert len(cells) == 22 and ran[0] | ran[1] == cells and not ran[0] & ran[1]
     rows = [json.loads(o)["rows"] for o, _ in outs]
-    assert rows[0] == rows[1] and len(rows[0]) == 10
+    assert rows[0] == rows[1] and len(rows[0]) == 11
 
 
 def test_experiment_table_with_a_hyphenated_backend_name(capsys, tmp_path):

@@ -221,21 +221,24 @@ def test_format_version_refused(tmp_path):
         load_checkpoint(path, "backend")
 
 
-def test_diffrec_trains_in_the_shared_loop_resumable_and_checked(tiny, tmp_path):
-    from ddrm.baselines.diffrec import DiffRec
+@pytest.mark.parametrize("name", ["diffrec", "multvae"])
+def test_user_row_models_train_in_the_shared_loop_resumable_and_checked(tiny, tmp_path, name):
+    from ddrm.baselines import build
 
-    def diffrec(epochs: int, **kw) -> DiffRec:
-        return DiffRec(epochs=epochs, eval_every=1, patience=5, dims=(16,), steps=5, batch_size=32, quiet=True, **kw)
+    small = {"diffrec": {"dims": (16,), "steps": 5}, "multvae": {"dims": (16,), "latent": 4, "anneal_steps": 7}}[name]
+
+    def model(epochs: int, **kw):
+        return build(name, epochs=epochs, eval_every=1, patience=5, batch_size=32, quiet=True, **small, **kw)
 
     state = tmp_path / "state.pt"
-    diffrec(2).fit(tiny, state_path=state)
+    model(2).fit(tiny, state_path=state)
     assert load_checkpoint(state, "train_state")["epoch"] == 3
-    resumed, straight = diffrec(4).fit(tiny, state_path=state), diffrec(4).fit(tiny)
+    resumed, straight = model(4).fit(tiny, state_path=state), model(4).fit(tiny)
     users = torch.arange(tiny.n_users)
     assert torch.equal(resumed.score(users), straight.score(users))
     assert resumed.result_.best_valid == straight.result_.best_valid and resumed.result_.epochs_run == 4
-    with pytest.raises(NonFiniteLoss, match="diffrec: non-finite loss at epoch 1"):
-        diffrec(2, lr=np.inf).fit(tiny)
+    with pytest.raises(NonFiniteLoss, match=f"{name}: non-finite loss at epoch 1"):
+        model(2, lr=np.inf).fit(tiny)
 
 
 def test_a_signal_taken_by_a_nested_block_stops_the_enclosing_one_too():

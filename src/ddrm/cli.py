@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_prep.add_argument("--noise-ratio", type=float, default=0.0, help="inject this ratio of random noise into train")
 
     p_base = sub.add_parser("baseline", parents=[common], help="fit and evaluate a simple baseline")
-    p_base.add_argument("name", help="mostpop, itemknn, ease, rp3beta, ials (ddrm[ials]) or diffrec")
+    p_base.add_argument("name", help="mostpop, itemknn, ease, rp3beta, ials (ddrm[ials]), diffrec or multvae")
     p_base.add_argument("--config", default=None,
                         help="YAML with data / eval sections and a section named after the baseline (its parameters), "
                              "e.g. the best.yaml of 'ddrm tune' or configs/<dataset>/baselines.yaml")
@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_tune = sub.add_parser("tune", parents=[common], help="tune a model's hyper-parameters on validation (Optuna)")
     p_tune.add_argument("--model", required=True, metavar="NAME",
-                        help="mostpop, itemknn, rp3beta, ease, ials, diffrec, mf, lightgcn, sgl (each also -tce / "
-                             "-rce, e.g. lightgcn-tce) or ddrm")
+                        help="mostpop, itemknn, rp3beta, ease, ials, diffrec, multvae, mf, lightgcn, sgl (each also "
+                             "-tce / -rce, e.g. lightgcn-tce) or ddrm")
     p_tune.add_argument("--config", default=None, help="the config every trial starts from (as for baseline / "
                                                           "pretrain / train); for ddrm it names the backend")
     p_tune.add_argument("--data", default=None, help="dataset name or path (overrides data.name)")

@@ -34,10 +34,10 @@ from .data.interactions import Interactions
 from .denoiser import MLPDenoiser
 from .diffusion import (
     GaussianDiffusion,
+    history_keys,
     inference_salt,
     keyed_normal,
     make_betas,
-    mix32,
 )
 from .errors import ConfigError
 from .precision import probe_bf16
@@ -255,18 +255,6 @@ def _standardise(scores: torch.Tensor) -> torch.Tensor:
     scores = scores.float()
     mean = scores.mean(dim=1, keepdim=True)
     return (scores - mean) / scores.std(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def history_keys(histories: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
-    """A noise key per fold-in history: int64 [B], a hash of the set of items (order and batch do not matter;
-    offset past 2**32 so that it never equals a known user's index)."""
-    counts = torch.tensor([len(h) for h in histories], dtype=torch.int64)
-    items = torch.from_numpy(np.concatenate([np.asarray(h, dtype=np.int64) for h in histories])) if int(
-        counts.sum()) else torch.zeros(0, dtype=torch.int64)
-    rows = torch.repeat_interleave(torch.arange(len(histories)), counts)
-    uniq = torch.unique(torch.stack([rows, items]), dim=1)  # each item once per history
-    sums = torch.zeros(len(histories), dtype=torch.int64).index_add_(0, uniq[0], mix32(uniq[1] & 0xFFFFFFFF))
-    return (mix32(sums & 0xFFFFFFFF) + (1 << 32)).to(device)
 
 
 class DDRM(Recommender):

@@ -1,4 +1,5 @@
-"""Strong simple baselines with the common ``fit`` / ``score`` interface."""
+"""Strong simple baselines (and the trained user-row models DiffRec and Mult-VAE) with the common ``fit`` / ``score``
+interface."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from ..recommender import Recommender, build_from_registry
 from .diffrec import DiffRec
 from .ease import EASE
 from .ials import IALS
+from .multvae import MultVAE
 from .neighbours import ItemKNN, RP3beta
 from .popularity import MostPop
 
 BASELINES: dict[str, type[Recommender]] = {"mostpop": MostPop, "itemknn": ItemKNN, "ease": EASE, "rp3beta": RP3beta,
-                                           "ials": IALS, "diffrec": DiffRec}
+                                           "ials": IALS, "diffrec": DiffRec, "multvae": MultVAE}
 
 
 def parameters(name: str) -> list[str]:
@@ -25,7 +27,8 @@ def parameters(name: str) -> list[str]:
 
 
 def build(name: str, **params: Any) -> Recommender:
-    """A baseline by name (``mostpop``, ``itemknn``, ``ease``, ``rp3beta``, ``ials``, ``diffrec``) with its hyper-parameters."""
+    """A baseline by name (``mostpop``, ``itemknn``, ``ease``, ``rp3beta``, ``ials``, ``diffrec``,
+    ``multvae``) with its hyper-parameters."""
     return build_from_registry(BASELINES, name, "baseline", params)
 
 
@@ -41,4 +44,5 @@ def load(path: str | os.PathLike[str], data: Interactions, device: str = "cpu") 
     return model
 
 
-__all__ = ["BASELINES", "build", "load", "parameters", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "RP3beta"]
+__all__ = ["BASELINES", "build", "load", "parameters", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "MultVAE",
+           "RP3beta"]

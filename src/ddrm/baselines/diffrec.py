@@ -5,17 +5,14 @@ predicts x0 from ``[dropout(x_t), temb(t)]``; loss = mean over users of ``w(t) *
 DiffRec's x0 reweighting ``w(t) = SNR(t - 1) - SNR(t)`` (1 at t = 0) when ``reweight``. Inference: start from x0
 (noised to step ``noise_steps - 1`` when ``noise_steps > 0``, un-noised otherwise, as DiffRec's sampling_steps=0),
 run T reverse posterior-mean steps and rank items by the result. DiffRec's importance sampling of t is not
-implemented (t is uniform). Memory is bounded by the user batch: rows are densified per batch only.
+implemented (t is uniform). Training, saving and fold-in are those of every user-row model (``user_rows``).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,10 +21,7 @@ from ..data.interactions import Interactions
 from ..denoiser import timestep_embedding
 from ..diffusion import GaussianDiffusion, inference_salt, keyed_normal, make_betas
 from ..errors import ConfigError
-from ..recommender import Recommender
-from ..trainable import Sampler, SeededModule
-
-logger = logging.getLogger(__name__)
+from .user_rows import RowModule, RowRecommender
 
 
 class _DiffRecMLP(nn.Module):
@@ -59,16 +53,14 @@ class _DiffRecMLP(nn.Module):
         return h
 
 
-class _DiffRecModule(SeededModule):
+class _DiffRecModule(RowModule):
     """What the training loop trains for :class:`DiffRec`: the MLP, the diffusion, and the loss on a batch of users.
 
-    Its sampler gives each epoch's users (those with training items) in a random order; its generator (seed + 1)
-    draws the steps, the forward noise and the dropout masks.
+    Its generator draws the steps, the forward noise and the dropout masks.
     """
 
     def __init__(self, owner: DiffRec, data: Interactions) -> None:
-        super().__init__(owner.seed + 1)
-        self.owner = [owner]  # not a child module
+        super().__init__(owner)
         betas = make_betas("linear-var", owner.steps, owner.noise_scale, owner.noise_min, owner.noise_max)
         self.diffusion = GaussianDiffusion(betas, "x0")
         self.net = _DiffRecMLP(data.n_items, owner.dims, owner.emb_size, owner.dropout, owner.seed)
@@ -77,13 +69,9 @@ class _DiffRecModule(SeededModule):
         self.register_buffer("weights", torch.cat([torch.ones(1, dtype=snr.dtype), snr[:-1] - snr[1:]]).float())
         self.steps, self.reweight = owner.steps, owner.reweight
 
-    def sampler(self, data: Interactions) -> Sampler:
-        users = np.flatnonzero(np.diff(data.train.indptr) > 0)
-        return lambda rng: (rng.permutation(users),)
-
     def loss(self, users: torch.Tensor) -> dict[str, torch.Tensor]:
         """``w(t) ||x0_hat - x0||^2 / n_items`` averaged over the batch's users [B]."""
-        x0 = self.owner[0]._rows(users.cpu().numpy())
+        x0 = self.rows(users)
         g = self.generator
         t = torch.randint(0, self.steps, (x0.shape[0],), generator=g, device=x0.device)
         xt = self.diffusion.q_sample(x0, t, generator=g)
@@ -91,14 +79,11 @@ class _DiffRecModule(SeededModule):
         w = self.weights[t] if self.reweight else torch.ones_like(per_user)
         return {"loss": (w * per_user).mean()}
 
-    def scorer(self) -> DiffRec:
-        return self.owner[0]
 
-
-class DiffRec(Recommender):
+class DiffRec(RowRecommender):
     """DiffRec with its ML-1M defaults (lr 1e-3, batch 400, dims [200, 600], T = 40, noise 0.005 / 0.005 / 0.01)."""
 
-    name = "diffrec"
+    name, label = "diffrec", "DiffRec"
 
     def __init__(self, steps: int = 40, noise_scale: float = 0.005, noise_min: float = 0.005, noise_max: float = 0.01,
                  noise_steps: int = 0, dims: Sequence[int] = (200, 600), emb_size: int = 10, dropout: float = 0.5,
@@ -111,65 +96,28 @@ class DiffRec(Recommender):
         self.epochs, self.eval_every, self.patience, self.seed, self.quiet = epochs, eval_every, patience, seed, quiet
         self.max_items, self.device = max_items, device
 
-    def _rows(self, users: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((self.seen_[users] > 0).toarray().astype(np.float32)).to(self.device_)
-
-    def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None,
-            state_path: str | os.PathLike[str] | None = None) -> DiffRec:
-        """Train with Adam on shuffled user batches in ddrm's training loop (validation every ``eval_every`` epochs
-        on recall@20, early stopping, the best state kept; NaN checks, and with ``state_path`` resumable and
-        stopped cleanly by SIGINT / SIGTERM).
-
-        ``on_validation(epoch, recall@20)`` is called after every validation but the last (the tuner's pruning hook)."""
-        from ..config.training import EvalConfig, TrainConfig
-        from ..training import resolve_device, train_loop
-
-        if data.n_items > self.max_items:
-            raise ConfigError(f"DiffRec's denoiser is dense in n_items ({data.n_items} > max_items={self.max_items}).")
+    def _check_params(self, data: Interactions) -> None:
+        super()._check_params(data)
         if not 0 <= self.noise_steps <= self.steps:
             raise ConfigError(f"noise_steps must be between 0 and steps={self.steps}.")
-        self.device_ = resolve_device(self.device)
-        self.seen_ = data.train
-        self.module_ = _DiffRecModule(self, data).to(self.device_)
-        self.diffusion_, self.net_ = self.module_.diffusion, self.module_.net
-        train = TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                            eval_every=self.eval_every, patience=self.patience, device=str(self.device_))
-        self.result_ = train_loop(self.module_, data, train, EvalConfig(ks=(20,), metric="recall@20"), self.seed,
-                                  self.quiet, desc="diffrec", device=self.device_, on_validation=on_validation,
-                                  state_path=state_path)
-        self.history_ = self.result_.history
-        self.best_valid_ = self.result_.best_score
-        return self
 
-    def fitted_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
+    def _module(self, data: Interactions) -> _DiffRecModule:
+        return _DiffRecModule(self, data)
 
-    def restore(self, state: dict[str, torch.Tensor], data: Interactions, device: str = "cpu") -> None:
-        from ..training import TrainResult, resolve_device
+    @property
+    def diffusion_(self) -> GaussianDiffusion:
+        """The fitted diffusion schedule."""
+        return self.module_.diffusion
 
-        self.device_ = resolve_device(device)
-        self.seen_ = data.train
-        self.module_ = _DiffRecModule(self, data)
-        try:
-            self.module_.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ConfigError(f"saved DiffRec weights do not fit its parameters and the data "
-                              f"({str(exc).splitlines()[0]}).") from None
-        self.module_ = self.module_.to(self.device_).train(False)
-        self.diffusion_, self.net_ = self.module_.diffusion, self.module_.net
-        self.result_ = TrainResult()
-
-    @torch.no_grad()
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """Reverse diffusion from each user's train row: [B, n_items]."""
-        self._check_fitted()
-        x = self._rows(users.cpu().numpy())
-        d = self.diffusion_
+    def _score_rows(self, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Reverse diffusion from the rows ``x`` [B, n_items] (noised to step ``noise_steps - 1`` first, keyed by
+        ``keys``, when ``noise_steps > 0``)."""
+        d, net = self.module_.diffusion, self.module_.net
         if self.noise_steps > 0:  # noise keyed per user: a user's scores do not depend on the batch
-            noise = keyed_normal(users.to(x.device), x.shape[1], inference_salt(self.seed), x.dtype)
+            noise = keyed_normal(keys, x.shape[1], inference_salt(self.seed), x.dtype)
             x = d.q_sample(x, torch.full((x.shape[0],), self.noise_steps - 1, device=x.device), noise=noise)
         coefs = d.scalar_coefficients()
         for step in range(self.steps - 1, -1, -1):
             t = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
-            x = d.step_at(self.net_(x, t), x, step, coefs=coefs)
+            x = d.step_at(net(x, t), x, step, coefs=coefs)
         return x

@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from ..data.interactions import Interactions, history_rows
+from ..data.interactions import Interactions, history_matrix
 from ..errors import ConfigError
 from ..recommender import Recommender
 
@@ -40,12 +40,7 @@ class ItemItemModel(Recommender):
     def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
         """Scores [len(histories), n_items] for users given by their item indices (fold-in: no refit)."""
         self._check_fitted()
-        indptr, indices = history_rows(histories)
-        x = sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr),
-                          shape=(len(histories), self.seen_.shape[1]))
-        x.sum_duplicates()  # an item listed twice is one interaction
-        x.data[:] = 1.0
-        return self._score_rows(x)
+        return self._score_rows(history_matrix(histories, self.seen_.shape[1]))
 
     def fitted_state(self) -> dict[str, torch.Tensor]:
         if isinstance(self.weights_, torch.Tensor):

@@ -233,6 +233,15 @@ def history_rows(histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return indptr, indices
 
 
+def history_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """Item-index histories [B lists] as a binary float32 CSR [B, n_items] (an item listed twice counts once)."""
+    indptr, indices = history_rows(histories)
+    x = sp.csr_matrix((np.ones(indices.size, dtype=np.float32), indices, indptr), shape=(len(histories), n_items))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
+
+
 def _lookup(ids: np.ndarray | None, raw: str, n: int, kind: str) -> int:
     raw = str(raw)
     if ids is None:

@@ -46,7 +46,7 @@ SUFFIX = {"tce": " + T-CE", "rce": " + R-CE", "ddrm": " + DDRM", "fusion": " + D
 # DDRM config names its own fusion_choices
 FUSION_GRID = [round(0.1 * k, 1) for k in range(11)]
 LABEL = {"mf": "MF", "lightgcn": "LightGCN", "sgl": "SGL", "mostpop": "MostPop", "itemknn": "ItemKNN",
-         "ease": "EASE", "rp3beta": "RP3beta", "diffrec": "DiffRec", "ease-factors": "EASE factors",
+         "ease": "EASE", "rp3beta": "RP3beta", "diffrec": "DiffRec", "multvae": "Mult-VAE", "ease-factors": "EASE factors",
          "ials": "iALS"}
 
 

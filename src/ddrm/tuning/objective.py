@@ -2,8 +2,9 @@
 
 Three kinds of model share this path:
 
-- ``baseline``: the simple baselines (``mostpop``, ``itemknn``, ``rp3beta``, ``ease``, ``ials``, ``diffrec``); their
-  config is ``{data, eval, <name>: {constructor parameters}}``, what ``ddrm baseline NAME --config`` reads;
+- ``baseline``: the simple baselines (``mostpop``, ``itemknn``, ``rp3beta``, ``ease``, ``ials``, ``diffrec``,
+  ``multvae``); their config is ``{data, eval, <name>: {constructor parameters}}``, what ``ddrm baseline NAME
+  --config`` reads;
 - ``pretrain``: the BPR backends ``mf``, ``lightgcn``, ``sgl``, optionally with T-CE / R-CE (``lightgcn-tce``,
   ``mf-rce``, ...); their config is a ``ddrm pretrain`` config;
 - ``train``: ``ddrm``, DDRM on a fixed backend (``backend_checkpoint``, or one fitted once per process); its config
