@@ -164,6 +164,26 @@ def test_experiment_table_with_a_hyphenated_backend_name(capsys, tmp_path):
     assert "vs_backend_recall@20" in rows[1]  # compared with its own backend row
 
 
+def test_a_backend_named_as_a_baseline_of_the_same_table_gets_its_own_cells_and_row(capsys, tmp_path):
+    """iALS is a baseline and a backbone: in one table the two are separate cells and rows (they once shared a
+    cell folder: one overwrote the other and their row merged both as two "seeds")."""
+    out = tmp_path / "t"
+    assert main(["experiment", "table", "--quick", "--backends", "ials", "--baselines", "ials", "--methods", "backend",
+                 "ddrm", "--output", str(out), "--json", "--quiet"]) == 0
+    p = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in p["rows"]] == ["iALS", "iALS (backbone)", "iALS + DDRM"]
+    assert all(r["n_seeds"] == 1 for r in p["rows"]) and p["cells"] == 3
+    assert sorted(f.parent.parent.name for f in out.glob("cells/synthetic/*/seed0/metrics.json")) == [
+        "ials", "ials-backbone", "ials-ddrm"]
+    baseline, backbone, ddrm = p["rows"]
+    assert ddrm["vs_backend_recall@20"] == pytest.approx(ddrm["recall@20"] / backbone["recall@20"] - 1)
+    assert ddrm["best_baseline"] == "iALS" and "best_baseline" not in baseline
+    assert main(["experiment", "table", "--quick", "--backends", "ials", "--baselines", "--methods", "backend",
+                 "--output", str(tmp_path / "alone"), "--json", "--quiet"]) == 0  # without the baseline: as before
+    assert [r["model"] for r in json.loads(capsys.readouterr().out)["rows"]] == ["iALS"]
+    assert (tmp_path / "alone" / "cells" / "synthetic" / "ials" / "seed0" / "metrics.json").is_file()
+
+
 def test_experiment_table_fusion_rows_choose_the_weight_on_validation(capsys, tmp_path):
     out = tmp_path / "t"
     assert main(["experiment", "table", "--quick", "--backends", "mf", "--baselines", "--methods", "backend",

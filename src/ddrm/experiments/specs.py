@@ -147,12 +147,17 @@ class Setup:
 
 
 def _backend_cells(setup: Setup, dataset: str, backend: str, seed: int, section: dict[str, Any], prefix: str,
-                   methods: tuple[str, ...]) -> list[Cell]:
+                   methods: tuple[str, ...], beside_baseline: bool = False) -> list[Cell]:
     """Cells for one backend: alone, + T-CE, + R-CE, + DDRM, + DDRM fused with the backend's scores (the weight
-    chosen on validation among ``FUSION_GRID``); the DDRM cells start from the plain backend's checkpoint."""
+    chosen on validation among ``FUSION_GRID``); the DDRM cells start from the plain backend's checkpoint.
+
+    ``beside_baseline``: the table also has the baseline of the same name (iALS): the backend alone is then the cell
+    ``<backend>-backbone`` and the row "iALS (backbone)", apart from the baseline's cell and row."""
     base = setup.backend_config(dataset, backend, section)
-    cells = [Cell(f"{prefix}/{backend}/seed{seed}", "pretrain", backend, seed, base, section,
-                  labels={"method": "backend", "backend": backend, "tuned": setup.tuned_backend(dataset, backend) is not None})]
+    plain = f"{backend}-backbone" if beside_baseline else backend
+    cells = [Cell(f"{prefix}/{plain}/seed{seed}", "pretrain", backend, seed, base, section,
+                  labels={"method": "backend", "backend": backend, "tuned": setup.tuned_backend(dataset, backend) is not None,
+                          **({"suffix": " (backbone)"} if beside_baseline else {})})]
     for m in ("tce", "rce"):
         if m in methods:
             tuned = setup.tuned_config(dataset, f"{backend}-{m}")  # tuned with its denoiser, or the plain recipe + it
@@ -216,7 +221,8 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
                 cells.append(Cell(f"{ds}/{b}/seed{seed}", "baseline", b, seed, setup.baseline_params(ds, b),
                                   section, labels={"method": b, "tuned": setup.has_tuned(ds, b)}))
             for backend in backends:
-                cells += _backend_cells(setup, ds, backend, seed, section, ds, methods)
+                cells += _backend_cells(setup, ds, backend, seed, section, ds, methods,
+                                        beside_baseline=backend in baselines)
     results = _execute(setup, cells, out)
     rows = []
     for ds in datasets:
@@ -229,7 +235,7 @@ def table(datasets: list[str], backends: list[str], seeds: int, out: Path, setup
             keys = [c.key for c in members]
             labels = members[0].labels  # backend cells name their backend and method; baselines their name only
             base, method = labels.get("backend", labels["method"]), labels["method"] if "backend" in labels else ""
-            row = {"dataset": ds, "model": LABEL.get(base, base) + SUFFIX.get(method, ""),
+            row = {"dataset": ds, "model": LABEL.get(base, base) + labels.get("suffix", SUFFIX.get(method, "")),
                    "config": "tuned" if labels.get("tuned") else "hand-set", **summarize(results, keys)}
             if row["n_seeds"] < len(members):  # some seeds failed or were not run: the row shows the others'
                 row["missing_seeds"] = [c.seed for c in members if not _finished(results, [c.key])]
