@@ -122,6 +122,10 @@ def test_ddrm_baseline_multvae_end_to_end_and_served_for_a_new_user(capsys, tmp_
     assert main(args) == 0
     fitted = json.loads(capsys.readouterr().out)
     assert 0 < fitted["metrics"]["test"]["recall@20"] <= 1 and fitted["params"]["latent"] == 4
+    assert main(["evaluate", "--checkpoint", str(out / "baseline.pt"), "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == fitted["metrics"]  # the saved model is the fitted one
+    assert main(["noise", "--checkpoint", str(out / "baseline.pt"), "--top", "3", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == "multvae score"
     service = RecommendationService(out / "baseline.pt")
     assert service.health()["backend"] == "multvae"
     folded = service.recommend_history(["1", "2", "3"], 5)["items"]
