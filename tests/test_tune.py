@@ -376,6 +376,23 @@ def test_categorical_list_choices_reach_the_config(tmp_path, capsys):
     assert Path(best["backend_checkpoint"]).is_file()  # the backend fitted once for every trial
 
 
+def test_device_reaches_a_trained_baselines_trials_and_fit(tmp_path, capsys):
+    """--device runs DiffRec's and Mult-VAE's training there (it once set only the trained backends' train.device,
+    so a GPU grid trained them on the CPU); 'auto' is this machine's CPU here, and what the config records."""
+    import yaml
+
+    space = tmp_path / "s.yaml"
+    space.write_text("model: multvae\nparams:\n  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+                     "fixed:\n  epochs: 2\n  eval_every: 1\n  dims: [16]\n  latent: 4\n")
+    p = _tune(["--model", "multvae", *TINY, "--space", str(space), "--trials", "2", "--device", "auto",
+               "--output", str(tmp_path / "o")], capsys)
+    assert p["trials"]["complete"] == 2
+    assert yaml.safe_load((tmp_path / "o" / "best.yaml").read_text())["multvae"]["device"] == "auto"
+    assert main(["baseline", "multvae", *TINY, "--set", "epochs=1", "--set", "dims=[8]", "--set", "latent=2",
+                 "--device", "auto", "--json", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["device"] == "auto"
+
+
 def test_ddrm_on_a_tuned_backbone_trains_that_backend(tmp_path, capsys):
     import yaml
 

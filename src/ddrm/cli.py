@@ -379,6 +379,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     params = deep_merge(file_cfg.get(args.name.lower(), {}) or {}, params)
     if args.seed is not None and "seed" in parameters(args.name):
         params["seed"] = args.seed
+    if args.device is not None and "device" in parameters(args.name):  # a trained baseline trains there too
+        params["device"] = args.device
     data_cfg = build_config(DataConfig, overrides=deep_merge(deep_merge(file_cfg.get("data", {}),
                                                                         _data_flags(args, args.data)),
                                                              run.get("data", {})))  # no name anywhere: synthetic
@@ -630,6 +632,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         overrides.append(f"{spec.name}.seed={args.seed}")
     if args.device is not None and spec.kind != "baseline":
         overrides.append(f"train.device={args.device}")
+    elif args.device is not None and "device" in parameters(spec.name):  # a trained baseline (DiffRec, Mult-VAE)
+        overrides.append(f"{spec.name}.device={args.device}")
     if args.backbone is not None and spec.kind != "train":
         raise UsageError(f"--backbone is for --model ddrm (the backend DDRM runs on), not {args.model}.")
     file_cfg = _backbone(args, _config_file(args))
