@@ -22,3 +22,7 @@ class ConfigError(DDRMError):
 
 class CheckpointError(DDRMError):
     """A checkpoint is missing, corrupted or does not match the data."""
+
+
+class NoFoldIn(DDRMError):
+    """The model cannot score a user it was not fitted on from an item history (e.g. iALS: a user is a factor)."""

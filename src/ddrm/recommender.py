@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .data.interactions import Interactions
-from .errors import ConfigError
+from .errors import ConfigError, NoFoldIn
 from .evaluation import rows_to_mask, topk_from_scores
 
 
@@ -32,6 +32,12 @@ class Recommender:
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """Scores [B, n_items] for int64 user indices [B]."""
         raise NotImplementedError
+
+    def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
+        """Scores [len(histories), n_items] for users not in training, each given by an array of item indices
+        (fold-in: no refit). A model that cannot do this keeps this default, which raises :class:`NoFoldIn`."""
+        raise NoFoldIn(f"{type(self).__name__} cannot score a user it was not fitted on from an item history "
+                       f"(no fold-in); ask for a known user instead.")
 
     def params(self) -> dict[str, Any]:
         """The hyper-parameters given to ``__init__``."""

@@ -13,7 +13,7 @@ import torch
 from ..backends import Backend
 from ..checkpoint import load_checkpoint
 from ..data.interactions import Interactions
-from ..errors import DDRMError
+from ..errors import DDRMError, NoFoldIn
 from ..model import DDRM
 from ..recommender import Recommender
 from ..runs import CHECKPOINT_KINDS, checkpoint_data_config, load_model
@@ -163,9 +163,10 @@ class RecommendationService:
             raise InvalidRequest(f"unknown item id {unknown[0]!r} in the history ({len(unknown)} unknown in all).")
         hist = np.unique(np.array([self._item_index[str(i)] for i in raw_items], dtype=np.int64))
         m = self._model(model)
-        if not hasattr(m, "score_history"):
+        try:
+            scores = m.score_history([hist])
+        except NoFoldIn:
             raise InvalidRequest(f"{self.backend_name} cannot score a user it was not fitted on from an item history "
-                                 f"(no fold-in); ask for a known user instead.")
-        scores = m.score_history([hist])
+                                 f"(no fold-in); ask for a known user instead.") from None
         return {"user_id": None, "model": model or self.default_model, "history_size": int(hist.size),
                 "items": self._ranked(scores, [hist], k)[0]}
