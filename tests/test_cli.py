@@ -118,6 +118,26 @@ def test_bad_input_one_sentence_exit_2(capsys, tmp_path, case):
     assert not list(tmp_path.glob(".out*"))
 
 
+@pytest.mark.parametrize("name, setting, message", [
+    ("ease", "reg=0", "EASE's reg must be > 0"),
+    ("ease", "reg=big", "'ease.reg' must be a number"),
+    ("itemknn", "topk=0", "ItemKNN's topk must be >= 1"),
+    ("itemknn", "topk=2.5", "'itemknn.topk' must be an integer"),
+    ("rp3beta", "alpha=-1", "RP3beta's topk must be >= 1 and alpha > 0"),
+    ("ials", "factors=0", "iALS needs factors >= 1"),
+    ("diffrec", "lr=-1", "DiffRec needs epochs >= 0, batch_size >= 1, lr > 0"),
+    ("diffrec", "dims=[a]", "'diffrec.dims[0]' must be an integer"),
+    ("multvae", "batch_size=0", "Mult-VAE needs epochs >= 0, batch_size >= 1"),
+    ("multvae", "reweight=true", "unknown parameter 'reweight' for baseline multvae"),
+])
+def test_a_bad_baseline_value_is_one_sentence_and_exit_2(capsys, tmp_path, name, setting, message):
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "baseline", name, "--data", "synthetic", "--set", "epochs=1" if name in (
+        "diffrec", "multvae") else "data.noise_seed=0", "--set", setting, "--output", str(out), "--quiet")
+    assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert not out.exists() or not (out / "baseline.pt").exists()
+
+
 def test_usage_errors(capsys):
     code, _, err = run(capsys, "baseline")
     assert code == 2 and err.count("\n") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -90,6 +91,10 @@ def build_from_registry(registry: dict[str, type], name: str, kind: str, params:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"unknown parameter {unknown[0]!r} for {kind} {key}; allowed: {', '.join(allowed)}.")
+    from .config.loader import coerce
+
+    hints = typing.get_type_hints(cls.__init__)  # every value checked against its type: one sentence, no traceback
+    params = {k: coerce(v, hints[k], f"{key}.{k}") if k in hints else v for k, v in params.items()}
     try:
         return cls(**params)
     except (TypeError, ValueError) as exc:

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from ..data.interactions import Interactions
+from ..errors import ConfigError
 from .item_item import ItemItemModel
 
 
@@ -26,7 +27,7 @@ class EASE(ItemItemModel):
 
     def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> EASE:
         if self.reg <= 0:
-            raise ValueError(f"reg must be > 0, got {self.reg}")
+            raise ConfigError(f"EASE's reg must be > 0, got {self.reg}.")
         self._guard(data.n_items)
         self.weights_ = torch.from_numpy(ease_weights(data.train, self.reg).astype(np.float32))
         self.seen_ = data.train

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..data.interactions import Interactions
+from ..errors import ConfigError
 from .item_item import ItemItemModel, blockwise_topk
 
 
@@ -26,7 +27,8 @@ class ItemKNN(ItemItemModel):
 
     def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> ItemKNN:
         if self.topk < 1 or self.shrink < 0:
-            raise ValueError("topk must be >= 1 and shrink >= 0")
+            raise ConfigError(f"ItemKNN's topk must be >= 1 and shrink >= 0, got topk={self.topk}, "
+                              f"shrink={self.shrink}.")
         self._guard(data.n_items)
         x = data.train.astype(np.float32)
         norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())  # binary data: |x_i| = sqrt(popularity)
@@ -57,7 +59,7 @@ class RP3beta(ItemItemModel):
 
     def fit(self, data: Interactions, on_validation: Callable[[int, float], None] | None = None) -> RP3beta:
         if self.topk < 1 or self.alpha <= 0:
-            raise ValueError("topk must be >= 1 and alpha > 0")
+            raise ConfigError(f"RP3beta's topk must be >= 1 and alpha > 0, got topk={self.topk}, alpha={self.alpha}.")
         self._guard(data.n_items)
         x = data.train.astype(np.float32)
         deg_u = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1)

@@ -68,8 +68,12 @@ class RowRecommender(Recommender):
         raise NotImplementedError
 
     def _check_params(self, data: Interactions) -> None:
-        """Refuse hyper-parameters that cannot work on ``data`` (one sentence); the default checks the catalogue
-        size against ``max_items``: the network is dense in n_items."""
+        """Refuse hyper-parameters that cannot work on ``data`` (one sentence): the training settings' ranges, and
+        the catalogue size against ``max_items`` (the network is dense in n_items)."""
+        if (self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.weight_decay < 0 or self.eval_every < 1
+                or self.patience < 1):
+            raise ConfigError(f"{self.label} needs epochs >= 0, batch_size >= 1, lr > 0, weight_decay >= 0, "
+                              f"eval_every >= 1 and patience >= 1.")
         if data.n_items > self.max_items:
             raise ConfigError(f"{self.label}'s network is dense in n_items ({data.n_items} > max_items="
                               f"{self.max_items}).")

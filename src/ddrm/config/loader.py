@@ -5,6 +5,7 @@ Layering (lowest to highest priority): built-in defaults < YAML file < ``--set a
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import os
 import re
@@ -78,7 +79,9 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` checked against the type hint ``tp`` (bool, int, float, str, Literal, optional, lists, tuples and
+    sequences of those, dataclasses, dicts) and converted where that is lossless; ConfigError names ``where``."""
     tp, optional = _unwrap_optional(tp)
     if value is None:
         if optional:
@@ -112,16 +115,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             choices = ", ".join(map(str, typing.get_args(tp)))
             raise ConfigError(f"config key {where!r} must be one of {choices}, got {value!r}.")
         return value
-    if origin in (tuple, list):
+    if origin in (tuple, list, collections.abc.Sequence):
         if not isinstance(value, list | tuple):
             value = [value]
         args = typing.get_args(tp)
         inner = args[0] if args else Any
-        items = [_coerce(v, inner, f"{where}[{k}]") if inner is not Any else v for k, v in enumerate(value)]
+        items = [coerce(v, inner, f"{where}[{k}]") if inner is not Any else v for k, v in enumerate(value)]
         if origin is tuple and len(args) > 1 and args[1] is not Ellipsis:
             if len(items) != len(args):
                 raise ConfigError(f"config key {where!r} must have {len(args)} values, got {len(items)}.")
-            items = [_coerce(v, a, f"{where}[{k}]") for k, (v, a) in enumerate(zip(items, args, strict=True))]
+            items = [coerce(v, a, f"{where}[{k}]") for k, (v, a) in enumerate(zip(items, args, strict=True))]
         return tuple(items) if origin is tuple else list(items)
     if origin is dict:
         if not isinstance(value, Mapping):
@@ -145,7 +148,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
         raise ConfigError(f"unknown config key {key!r}; known keys here: {', '.join(sorted(names))}.")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    kwargs = {k: coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     obj = cls(**kwargs)  # missing keys take the dataclass defaults (and whatever its __post_init__ derives)
     validate = getattr(obj, "validate", None)
     if callable(validate):
