@@ -240,8 +240,8 @@ def test_cli_pretrain_ease_factors(tmp_path, capsys):
 
 
 def test_ials_backend_is_the_ials_baseline(small, tmp_path):
-    """backend 'ials' holds the iALS factors as frozen embeddings: it ranks exactly as the iALS baseline, reloads,
-    and DDRM trains on it."""
+    """backend 'ials' holds the iALS factors as frozen embeddings: it ranks and folds new users in exactly as the
+    iALS baseline, reloads, and DDRM trains on it."""
     pytest.importorskip("implicit")
     from ddrm.baselines import build as build_baseline
 
@@ -250,7 +250,11 @@ def test_ials_backend_is_the_ials_baseline(small, tmp_path):
     u = torch.arange(small.n_users)
     torch.testing.assert_close(b.score(u), ref.score(u))
     assert b.config.layers == 0
+    histories = [np.array([1, 2, 3]), small.train[4].indices]  # a new user folds in as iALS's user step, not a mean
+    torch.testing.assert_close(b.score_history(histories), ref.score_history(histories))
     b.save(tmp_path / "i.pt", small)
-    torch.testing.assert_close(Backend.load(tmp_path / "i.pt", small).score(u), b.score(u))
+    again = Backend.load(tmp_path / "i.pt", small)
+    torch.testing.assert_close(again.score(u), b.score(u))
+    torch.testing.assert_close(again.score_history(histories), b.score_history(histories))
     with pytest.raises(ConfigError, match="ials_alpha"):
         build("ials", ials_alpha=0.0)

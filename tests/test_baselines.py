@@ -105,6 +105,41 @@ def test_ials_factors_solve_the_weighted_least_squares():
         build("ials", alpha=0.0).fit(data)
 
 
+def test_ials_folds_a_new_user_in_by_its_user_step():
+    """score_history solves iALS's user equation against the fitted item factors: the same factors as a naive solve
+    and as implicit's own recalculate_user; order and repeats in a history do not matter."""
+    pytest.importorskip("implicit")
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from ddrm.baselines.ials import fold_in_factors
+    from ddrm.data.interactions import history_matrix
+    from ddrm.data.synthetic import SyntheticConfig, make_synthetic
+
+    data = make_synthetic(SyntheticConfig(n_users=120, n_items=60, mean_items=10))
+    reg, alpha, k = 0.5, 4.0, 8
+    model = build("ials", factors=k, reg=reg, alpha=alpha, iterations=10).fit(data)
+    histories = [data.train[3].indices, np.array([1, 2, 3]), np.array([7])]
+    x = history_matrix(histories, data.n_items)
+    got = fold_in_factors(x, model.item_factors_, reg, alpha).double().numpy()
+    v = model.item_factors_.double().numpy()
+    for b, h in enumerate(histories):  # the naive solve: confidence alpha on the history, 1 elsewhere
+        c = np.ones(data.n_items)
+        c[h] = alpha
+        p = np.zeros(data.n_items)
+        p[h] = 1.0
+        np.testing.assert_allclose(got[b], np.linalg.solve((v.T * c) @ v + reg * np.eye(k), (v.T * c) @ p),
+                                   rtol=1e-6, atol=1e-8)
+    ref = AlternatingLeastSquares(factors=k, regularization=reg, alpha=alpha)
+    ref.user_factors, ref.item_factors = model.user_factors_.numpy(), model.item_factors_.numpy()
+    np.testing.assert_allclose(got, ref.recalculate_user(np.arange(3), x), rtol=1e-3, atol=1e-4)
+    scores = model.score_history(histories)
+    torch.testing.assert_close(scores, torch.from_numpy((got @ v.T).astype(np.float32)))
+    torch.testing.assert_close(model.score_history([np.array([3, 2, 1, 2])])[0], scores[1])
+    # a training user's own history lands near the factor ALS fitted for them (its last user step saw older items)
+    own = fold_in_factors(data.train[[3]], model.item_factors_, reg, alpha)[0]
+    assert torch.nn.functional.cosine_similarity(own, model.user_factors_[3], dim=0) > 0.95
+
+
 def test_ials_checkerboard_parity(checkerboard):
     pytest.importorskip("implicit")
     model = build("ials", factors=2, reg=0.1, alpha=10.0).fit(checkerboard)  # the rank-2 parity structure

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ddrm.cli import main
+from ddrm.recommender import Recommender
 
 
 def run(capsys, *argv):
@@ -337,5 +338,10 @@ def test_a_baseline_run_folder_is_a_checkpoint_every_command_takes(capsys, tmp_p
     code, _, err = run(capsys, "baseline", "ials", *data, "--set", "factors=4", "--set", "iterations=2", "--output",
                        str(tmp_path / "ials"), "--quiet")
     assert code == 0, err
-    with pytest.raises(InvalidRequest, match="no fold-in"):
-        RecommendationService(tmp_path / "ials" / "baseline.pt").recommend_history(["1"], 5)
+    service = RecommendationService(tmp_path / "ials" / "baseline.pt")
+    folded = service.recommend_history(["1", "2"], 5)["items"]  # iALS folds in by its user step
+    assert len(folded) == 5 and not {"1", "2"} & {i["item_id"] for i in folded}
+    model = service._model(None)
+    model.score_history = Recommender.score_history.__get__(model)  # a model without fold-in: one sentence
+    with pytest.raises(InvalidRequest, match=r"cannot score a user it was not fitted on .* \(no fold-in\)"):
+        service.recommend_history(["1"], 5)

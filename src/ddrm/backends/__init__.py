@@ -31,7 +31,7 @@ from ..data.interactions import Interactions
 from ..errors import ConfigError
 from ..recommender import Recommender
 from ..training import TrainResult, resolve_device, train_loop
-from .base import EmbeddingBackend, history_mean
+from .base import EmbeddingBackend
 from .graph import normalized_adjacency, propagate
 from .imported import load_embeddings
 from .registry import Backbone, backbone, backbones
@@ -139,10 +139,10 @@ class Backend(Recommender):
 
     @torch.no_grad()
     def score_history(self, histories: list[np.ndarray], seed: int | None = None) -> torch.Tensor:
-        """Scores [B, n_items] for users not in training, each given by item indices: the history average of the
-        (propagated) item embeddings stands in for the user embedding (the usual fold-in)."""
-        items = self.item_embeddings()
-        return history_mean(histories, items) @ items.T
+        """Scores [B, n_items] for users not in training, each given by item indices: the backbone's fold-in user
+        embedding (the history average of the (propagated) item embeddings; iALS: its user step) times the items."""
+        self._check_fitted()
+        return self.module_.fold_in(histories) @ self.item_embeddings().T
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> dict[str, torch.Tensor]:
         """Training loss terms on int64 triples [B] (key ``loss``)."""

@@ -135,6 +135,11 @@ class EmbeddingBackend(TrainableModule):
         u, i = self.embeddings()
         return u[users.to(u.device)] @ i.T
 
+    def fold_in(self, histories: list[np.ndarray]) -> torch.Tensor:
+        """User embeddings [B, d] for users not in training, each given by item indices: by default the history
+        average of the final item embeddings (the usual fold-in); a backbone with a better rule overrides it."""
+        return history_mean(histories, self.embeddings()[1])
+
     def scorer(self) -> EmbeddingBackend:
         return self
 
