@@ -109,7 +109,7 @@ def test_bad_multvae_parameters_are_one_sentence(tiny, params, message):
         MultVAE(epochs=1, quiet=True, **params).fit(tiny)
 
 
-def test_ddrm_baseline_multvae_end_to_end_and_served_for_a_new_user(capsys, tmp_path):
+def test_ddrm_baseline_multvae_end_to_end_and_served_for_a_new_user(capsys, tmp_path, monkeypatch):
     import json
 
     from ddrm.cli import main
@@ -119,8 +119,11 @@ def test_ddrm_baseline_multvae_end_to_end_and_served_for_a_new_user(capsys, tmp_
     args = ["baseline", "multvae", "--data", "synthetic", "--set", "data.synthetic.n_users=120", "--set",
             "data.synthetic.n_items=60", "--set", "data.synthetic.mean_items=10", "--set", "epochs=3", "--set", "eval_every=1", "--set", "dims=[16]", "--set",
             "latent=4", "--output", str(out), "--json", "--quiet"]
+    monkeypatch.setenv("DDRM_PROGRESS", "1")  # bars forced on: --quiet must still silence the training's bar
     assert main(args) == 0
-    fitted = json.loads(capsys.readouterr().out)
+    out_err = capsys.readouterr()
+    fitted = json.loads(out_err.out)
+    assert fitted["params"]["quiet"] is True and "multvae epoch" not in out_err.err
     assert 0 < fitted["metrics"]["test"]["recall@20"] <= 1 and fitted["params"]["latent"] == 4
     assert main(["evaluate", "--checkpoint", str(out / "baseline.pt"), "--json", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == fitted["metrics"]  # the saved model is the fitted one

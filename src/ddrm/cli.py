@@ -381,6 +381,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         params["seed"] = args.seed
     if args.device is not None and "device" in parameters(args.name):  # a trained baseline trains there too
         params["device"] = args.device
+    if args.quiet and "quiet" in parameters(args.name):  # and draws no progress bar under --quiet
+        params["quiet"] = True
     data_cfg = build_config(DataConfig, overrides=deep_merge(deep_merge(file_cfg.get("data", {}),
                                                                         _data_flags(args, args.data)),
                                                              run.get("data", {})))  # no name anywhere: synthetic
