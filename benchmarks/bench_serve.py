@@ -3,8 +3,11 @@
 The server runs in its own process (started here on a free 127.0.0.1 port); the load comes from this process:
 ``--connections`` keep-alive HTTP connections, each sending requests back to back, until ``--requests`` are done or
 ``--duration`` seconds have passed (whichever first). Users are drawn uniformly (seeded) from the training users.
+With ``--history``, every request is a new user instead: ``POST /recommendations`` with the training history of a
+drawn user (fetched first, up to 500 distinct ones), which the model folds in.
 
     python benchmarks/bench_serve.py --checkpoint runs/ml-1m_noisy/ddrm-mf/ddrm.pt --data-root ../shared/data
+    python benchmarks/bench_serve.py --checkpoint runs/tune/ml-1m_noisy/ials/best.pt --history   # fold-in
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--history", action="store_true", help="fold-in requests: new users given by item histories")
     args = ap.parse_args()
 
     port = _free_port()
@@ -71,10 +75,21 @@ def main() -> None:
         c.request("GET", "/users?limit=10000")
         users = json.loads(c.getresponse().read())["users"]
         rng = np.random.default_rng(args.seed)
-        model = f"&model={args.model}" if args.model else ""
-        paths = [f"/users/{u}/recommendations?k={args.k}{model}" for u in rng.choice(users, args.requests + args.warmup)]
-        for p in paths[: args.warmup]:
-            c.request("GET", p)
+        drawn = rng.choice(users, args.requests + args.warmup)
+        if args.history:  # (method, path, body): each drawn user's history posted as a new user's
+            pool = list(dict.fromkeys(drawn.tolist()))[:500]
+            bodies = {}
+            for u in pool:
+                c.request("GET", f"/users/{u}/history")
+                items = [i["item_id"] for i in json.loads(c.getresponse().read())["items"]]
+                bodies[u] = json.dumps({"history": items, "k": args.k, **({"model": args.model} if args.model else {})})
+            paths = [("POST", "/recommendations", bodies[pool[j % len(pool)]]) for j in range(drawn.size)]
+        else:
+            model = f"&model={args.model}" if args.model else ""
+            paths = [("GET", f"/users/{u}/recommendations?k={args.k}{model}", None) for u in drawn]
+        headers = {"Content-Type": "application/json"}
+        for method, p, body in paths[: args.warmup]:
+            c.request(method, p, body=body, headers=headers)
             c.getresponse().read()
         todo = iter(paths[args.warmup:])
         lock = threading.Lock()
@@ -86,11 +101,12 @@ def main() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port)
             while time.perf_counter() < stop_at:
                 with lock:
-                    p = next(todo, None)
-                if p is None:
+                    req = next(todo, None)
+                if req is None:
                     return
+                method, p, body = req
                 t0 = time.perf_counter()
-                conn.request("GET", p)
+                conn.request(method, p, body=body, headers=headers)
                 r = conn.getresponse()
                 body = r.read()
                 dt = time.perf_counter() - t0
@@ -108,7 +124,8 @@ def main() -> None:
         wall = time.perf_counter() - t_start
         lat = np.array(latencies) * 1000
         print(json.dumps({
-            "benchmark": "serve", "checkpoint": args.checkpoint, "model": args.model or health["model"],
+            "benchmark": "serve", "requests_are": "new users (fold-in)" if args.history else "known users",
+            "checkpoint": args.checkpoint, "model": args.model or health["model"],
             "backend": health["backend"], "dataset": health["dataset"], "n_items": health["n_items"], "k": args.k,
             "requests": int(lat.size), "errors": errors[0], "connections": args.connections,
             "workers": args.workers, "seconds": wall, "requests_per_s": lat.size / wall,
