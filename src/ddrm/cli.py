@@ -328,45 +328,6 @@ def _split_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return parsed, run
 
 
-def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_cfg: EvalConfig,
-                 quiet: bool = False, data=None, device: str = "cpu", output: str | None = None) -> dict[str, Any]:
-    """Fit baseline ``name`` and evaluate it on valid and test; returns the JSON payload. With ``output``, also a
-    run folder: ``baseline.pt`` (the fitted model), ``config.yaml``, ``metrics.json`` and ``run.log``."""
-    from .baselines import build
-    from .runs import run_log, start_run, write_run
-
-    model = build(name, **params)  # bad parameters are refused before a folder is made
-    if output is None:
-        return _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device)[0]
-    config = {"data": dataclasses.asdict(data_cfg), "eval": dataclasses.asdict(eval_cfg), model.name: model.params()}
-    out = start_run(output, config, "baseline", resume=False)
-    with run_log(out, "baseline", resume=False):
-        payload, data = _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device)
-        model.save(out / "baseline.pt", data, config, payload["metrics"])
-        payload.update({"output": str(out), "checkpoint": str(out / "baseline.pt")})
-        write_run(out, config, payload)
-    return payload
-
-
-def _fit_baseline(model, data_cfg: DataConfig, eval_cfg: EvalConfig, quiet: bool, data, device: str) -> tuple:
-    """Fit ``model`` and evaluate it on valid and test: (the JSON payload, the data it was fitted on)."""
-    from .evaluation import evaluate
-    from .training import resolve_device
-
-    data = data if data is not None else data_cfg.load(quiet=quiet)
-    t0 = time.perf_counter()
-    model.fit(data)
-    fit_s = time.perf_counter() - t0
-    dev = resolve_device(device)
-    metrics = {s: evaluate(model, data, s, eval_cfg.ks, eval_cfg.batch_size, device=dev).metrics
-               for s in ("valid", "test")}
-    payload = {"command": "baseline", "model": model.name, "params": model.params(),
-               "data": {"name": data.name, "fingerprint": data.fingerprint(), "n_users": data.n_users,
-                        "n_items": data.n_items},
-               "metrics": metrics, "fit_seconds": fit_s, "seconds": time.perf_counter() - t0}
-    return payload, data
-
-
 def cmd_baseline(args: argparse.Namespace) -> int:
     from .baselines import BASELINES, parameters
 
@@ -387,6 +348,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
                                                                         _data_flags(args, args.data)),
                                                              run.get("data", {})))  # no name anywhere: synthetic
     eval_cfg = build_config(EvalConfig, overrides=deep_merge(file_cfg.get("eval", {}), run.get("eval", {})))
+    from .runs import run_baseline
+
     payload = run_baseline(args.name, params, data_cfg, eval_cfg, args.quiet, device=args.device or "cpu",
                            output=args.output)
     text = _metrics_text(payload, eval_cfg.ks, f"{payload['model']} {payload['params']} on {payload['data']['name']}")

@@ -137,6 +137,45 @@ def resume_config(cls, folder: str | os.PathLike[str]):
     return build_config(cls, overrides={**load_yaml(path), "output": str(folder)})
 
 
+def run_baseline(name: str, params: dict[str, Any], data_cfg: DataConfig, eval_cfg: EvalConfig,
+                 quiet: bool = False, data: Interactions | None = None, device: str = "cpu",
+                 output: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Fit baseline ``name`` and evaluate it on valid and test; returns the JSON payload. With ``output``, also a
+    run folder: ``baseline.pt`` (the fitted model), ``config.yaml``, ``metrics.json`` and ``run.log``."""
+    import dataclasses
+
+    from .baselines import build
+
+    model = build(name, **params)  # bad parameters are refused before a folder is made
+    if output is None:
+        return _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device)[0]
+    config = {"data": dataclasses.asdict(data_cfg), "eval": dataclasses.asdict(eval_cfg), model.name: model.params()}
+    out = start_run(output, config, "baseline", resume=False)
+    with run_log(out, "baseline", resume=False):
+        payload, data = _fit_baseline(model, data_cfg, eval_cfg, quiet, data, device)
+        model.save(out / "baseline.pt", data, config, payload["metrics"])
+        payload.update({"output": str(out), "checkpoint": str(out / "baseline.pt")})
+        write_run(out, config, payload)
+    return payload
+
+
+def _fit_baseline(model: Recommender, data_cfg: DataConfig, eval_cfg: EvalConfig, quiet: bool,
+                  data: Interactions | None, device: str) -> tuple[dict[str, Any], Interactions]:
+    """Fit ``model`` and evaluate it on valid and test: (the JSON payload, the data it was fitted on)."""
+    from .training import resolve_device
+
+    data = data if data is not None else data_cfg.load(quiet=quiet)
+    t0 = time.perf_counter()
+    model.fit(data)
+    fit_s = time.perf_counter() - t0
+    payload = {"command": "baseline", "model": model.name, "params": model.params(),
+               "data": {"name": data.name, "fingerprint": data.fingerprint(), "n_users": data.n_users,
+                        "n_items": data.n_items},
+               "metrics": evaluate_splits(model, data, eval_cfg, resolve_device(device)), "fit_seconds": fit_s,
+               "seconds": time.perf_counter() - t0}
+    return payload, data
+
+
 def run_pretrain(cfg: PretrainConfig, quiet: bool = False, data: Interactions | None = None,
                  resume: bool = False) -> dict[str, Any]:
     """Load data, train the backend, evaluate valid + test, save ``backend.pt`` + config + metrics.
