@@ -60,10 +60,11 @@ def keyed_normal(keys: torch.Tensor, dim: int, salt: int, dtype: torch.dtype = t
 def history_keys(histories: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
     """A noise key per fold-in history: int64 [B], a hash of the set of items (order and batch do not matter;
     offset past 2**32 so that it never equals a known user's index)."""
-    counts = torch.tensor([len(h) for h in histories], dtype=torch.int64)
-    items = torch.from_numpy(np.concatenate([np.asarray(h, dtype=np.int64) for h in histories])) if int(
-        counts.sum()) else torch.zeros(0, dtype=torch.int64)
-    rows = torch.repeat_interleave(torch.arange(len(histories)), counts)
+    from .data.interactions import history_rows
+
+    indptr, indices = history_rows(histories)
+    items = torch.from_numpy(indices)
+    rows = torch.repeat_interleave(torch.arange(len(histories)), torch.from_numpy(np.diff(indptr)))
     uniq = torch.unique(torch.stack([rows, items]), dim=1)  # each item once per history
     sums = torch.zeros(len(histories), dtype=torch.int64).index_add_(0, uniq[0], mix32(uniq[1] & 0xFFFFFFFF))
     return (mix32(sums & 0xFFFFFFFF) + (1 << 32)).to(device)

@@ -165,8 +165,7 @@ class RecommendationService:
         m = self._model(model)
         try:
             scores = m.score_history([hist])
-        except NoFoldIn:
-            raise InvalidRequest(f"{self.backend_name} cannot score a user it was not fitted on from an item history "
-                                 f"(no fold-in); ask for a known user instead.") from None
+        except NoFoldIn as exc:  # the model's own sentence, as a bad request
+            raise InvalidRequest(str(exc)) from None
         return {"user_id": None, "model": model or self.default_model, "history_size": int(hist.size),
                 "items": self._ranked(scores, [hist], k)[0]}
