@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddrm.baselines import EASE, ItemKNN, MostPop, RP3beta, build
+from ddrm.baselines import EASE, ItemKNN, MostPop, RP3beta, build, run_settings
 from ddrm.errors import ConfigError
 from ddrm.evaluation import evaluate
 
@@ -80,6 +80,15 @@ def test_unknown_names_and_params():
         build("svd")
     with pytest.raises(ConfigError, match="unknown parameter"):
         build("ease", alpha=1)
+
+
+def test_run_settings_reach_only_the_baselines_that_take_them():
+    # the seed / device / --quiet of a command, laid over a baseline's config by ddrm baseline, tune and the cells
+    assert run_settings("ease", seed=3, device="cuda", quiet=True) == {}
+    assert run_settings("ials", seed=3, device="cuda", quiet=True) == {"seed": 3}
+    assert run_settings("MultVAE", seed=3, device="cuda", quiet=True) == {"seed": 3, "device": "cuda", "quiet": True}
+    assert run_settings("diffrec", quiet=False) == {}  # no --quiet: the config decides
+    assert run_settings("nosuch", seed=1) == {}
 
 
 def test_ials_factors_solve_the_weighted_least_squares():

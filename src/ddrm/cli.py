@@ -329,7 +329,7 @@ def _split_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from .baselines import BASELINES, parameters
+    from .baselines import BASELINES, run_settings
 
     params, run = _split_overrides(args.overrides)
     file_cfg = _config_file(args)
@@ -337,13 +337,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if unknown:
         raise UsageError(f"{args.config}: unknown section {unknown[0]!r} (a baseline config holds data, eval and "
                          f"one section per baseline).")
-    params = deep_merge(file_cfg.get(args.name.lower(), {}) or {}, params)
-    if args.seed is not None and "seed" in parameters(args.name):
-        params["seed"] = args.seed
-    if args.device is not None and "device" in parameters(args.name):  # a trained baseline trains there too
-        params["device"] = args.device
-    if args.quiet and "quiet" in parameters(args.name):  # and draws no progress bar under --quiet
-        params["quiet"] = True
+    params = {**deep_merge(file_cfg.get(args.name.lower(), {}) or {}, params),
+              **run_settings(args.name, args.seed, args.device, args.quiet)}
     data_cfg = build_config(DataConfig, overrides=deep_merge(deep_merge(file_cfg.get("data", {}),
                                                                         _data_flags(args, args.data)),
                                                              run.get("data", {})))  # no name anywhere: synthetic
@@ -586,19 +581,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
                        prune_after=args.prune_after, seed=args.seed if args.seed is not None else 0,
                        worker=args.worker, final=args.final, stale_after=args.stale_after,
                        include_config=args.include_config, quiet=args.quiet)
-    from .baselines import parameters
+    from .baselines import run_settings
     from .tuning import resolve_model
 
     spec = resolve_model(args.model)
     overrides = list(args.overrides)  # --seed seeds the sampler and every trial; --device runs the trained models
-    if args.seed is not None and spec.kind != "baseline":
-        overrides.append(f"seed={args.seed}")
-    elif args.seed is not None and "seed" in parameters(spec.name):
-        overrides.append(f"{spec.name}.seed={args.seed}")
-    if args.device is not None and spec.kind != "baseline":
-        overrides.append(f"train.device={args.device}")
-    elif args.device is not None and "device" in parameters(spec.name):  # a trained baseline (DiffRec, Mult-VAE)
-        overrides.append(f"{spec.name}.device={args.device}")
+    if spec.kind == "baseline":  # as in `ddrm baseline` (its progress bars are silenced by the trials themselves)
+        overrides += [f"{spec.name}.{k}={v}" for k, v in run_settings(spec.name, args.seed, args.device).items()]
+    else:
+        overrides += [f"seed={args.seed}"] if args.seed is not None else []
+        overrides += [f"train.device={args.device}"] if args.device is not None else []
     if args.backbone is not None and spec.kind != "train":
         raise UsageError(f"--backbone is for --model ddrm (the backend DDRM runs on), not {args.model}.")
     file_cfg = _backbone(args, _config_file(args))

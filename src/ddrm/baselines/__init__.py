@@ -26,6 +26,17 @@ def parameters(name: str) -> list[str]:
     return [p for p in inspect.signature(cls.__init__).parameters if p != "self"] if cls else []
 
 
+def run_settings(name: str, seed: int | None = None, device: str | None = None,
+                 quiet: bool = False) -> dict[str, Any]:
+    """The run-wide settings of a command (``--seed``, ``--device``, ``--quiet``) that baseline ``name`` takes as
+    parameters, to lay over its config: ``seed`` and ``device`` when given, ``quiet: True`` when asked (without it,
+    the config decides). A setting the baseline has no parameter for is left out (EASE has no seed, MostPop no device),
+    so every command (``ddrm baseline``, ``ddrm tune``, the experiment cells) treats a baseline the same way."""
+    accepted = parameters(name)
+    given = {"seed": seed, "device": device, "quiet": True if quiet else None}
+    return {k: v for k, v in given.items() if v is not None and k in accepted}
+
+
 def build(name: str, **params: Any) -> Recommender:
     """A baseline by name (``mostpop``, ``itemknn``, ``ease``, ``rp3beta``, ``ials``, ``diffrec``,
     ``multvae``) with its hyper-parameters."""
@@ -44,5 +55,5 @@ def load(path: str | os.PathLike[str], data: Interactions, device: str = "cpu") 
     return model
 
 
-__all__ = ["BASELINES", "build", "load", "parameters", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "MultVAE",
+__all__ = ["BASELINES", "build", "load", "parameters", "run_settings", "DiffRec", "EASE", "IALS", "ItemKNN", "MostPop", "MultVAE",
            "RP3beta"]

@@ -158,17 +158,10 @@ def _run(cell: Cell, folder: Path, data: Interactions, root: Path, quiet: bool, 
     where = device or "cpu"
     eval_cfg = EvalConfig(ks=(10, 20, 50, 100))
     if cell.kind == "baseline":
-        from ..baselines import build, parameters
+        from ..baselines import build, run_settings
 
-        params = dict(cell.config)
-        accepted = parameters(cell.name)
-        if "seed" in accepted:  # a seeded baseline (iALS, DiffRec) takes the cell's seed, whatever its config says
-            params["seed"] = cell.seed
-        if "quiet" in accepted:
-            params.setdefault("quiet", quiet)
-        if device is not None and "device" in accepted:
-            params["device"] = device
-        model = build(cell.name, **params).fit(data)
+        # a seeded baseline (iALS, DiffRec) takes the cell's seed, whatever its config says
+        model = build(cell.name, **{**cell.config, **run_settings(cell.name, cell.seed, device, quiet)}).fit(data)
         metrics = {s: evaluate(model, data, s, eval_cfg.ks, device=where).metrics for s in ("valid", "test")}
         payload = {"command": "baseline", "model": cell.name,
                    "params": {k: v for k, v in model.params().items() if k != "quiet"}, "seed": cell.seed,

@@ -200,12 +200,9 @@ class Fitter:
             self.data, state, on_validation=report)
 
     def _fit_baseline(self, cfg: dict[str, Any], report: Report | None, state: Path | None = None):
-        from ..baselines import build, parameters
+        from ..baselines import build, run_settings
 
-        params = dict(cfg.get(self.spec.name, {}))
-        if "quiet" in parameters(self.spec.name):
-            params.setdefault("quiet", True)
-        model = build(self.spec.name, **params)
+        model = build(self.spec.name, **{**cfg.get(self.spec.name, {}), **run_settings(self.spec.name, quiet=True)})
         if state is not None and "state_path" in inspect.signature(model.fit).parameters:  # a trained baseline
             return model.fit(self.data, on_validation=report, state_path=state)
         return model.fit(self.data, on_validation=report)
