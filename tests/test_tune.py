@@ -193,7 +193,7 @@ def test_the_refit_waits_for_trials_still_running_in_other_workers(tmp_path, cap
 
     import optuna
 
-    from ddrm.tuning import study as study_mod
+    from ddrm.tuning import storage as storage_mod
 
     out = tmp_path / "mf"
     common = ["--model", "mf", *MF, "--pruner", "none", "--trials", "3", "--output", str(out)]
@@ -204,7 +204,7 @@ def test_the_refit_waits_for_trials_still_running_in_other_workers(tmp_path, cap
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING, params=best.params,
                                               distributions=best.distributions))
     other = max(t.number for t in study.trials)
-    monkeypatch.setattr(study_mod, "RUNNING_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(storage_mod, "RUNNING_POLL_SECONDS", 0.2)
     finisher = threading.Timer(2.0, lambda: study.tell(other, best.value + 0.5))  # the other worker ends it
     finisher.start()
     t0 = time.monotonic()
@@ -443,7 +443,7 @@ def test_a_worker_losing_the_schema_race_retries(tmp_path, monkeypatch):
     """Two workers creating one new storage together: the one whose schema insert collides opens it again."""
     import optuna
 
-    from ddrm.tuning.study import open_storage
+    from ddrm.tuning.storage import open_storage
 
     real, calls = optuna.storages.RDBStorage, []
 
@@ -466,7 +466,8 @@ def test_a_killed_workers_trial_is_failed_and_retried_with_its_parameters(tmp_pa
     (Optuna's stale check) and one whose worker never recorded a heartbeat (an older ddrm; fail_orphans)."""
     import optuna
 
-    from ddrm.tuning.study import open_storage, resolve_space
+    from ddrm.tuning.storage import open_storage
+    from ddrm.tuning.study import resolve_space
 
     out = tmp_path / "ease"
     storage = open_storage(None, out, stale_after=2) if beat else f"sqlite:///{out / 'study.db'}"

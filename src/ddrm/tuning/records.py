@@ -20,16 +20,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..io import atomic_open
+from .storage import load_optuna
 
 FORMAT = "ddrm-study-records/1"
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 INTERRUPTED = "interrupted by"  # how the error of a trial stopped by a signal begins (ddrm.tuning.study)
-
-
-def _optuna():
-    from .study import _optuna as load
-
-    return load()
 
 
 def _time(t: datetime | None) -> str | None:
@@ -55,7 +50,7 @@ def _finished(study) -> list:
 def finished_trials(storage) -> int:
     """The number of finished (complete, pruned, failed) trials over every study of ``storage``: what
     :func:`export_studies` would write."""
-    optuna = _optuna()
+    optuna = load_optuna()
     return sum(len(_finished(optuna.load_study(study_name=s.study_name, storage=storage)))
                for s in optuna.get_all_study_summaries(storage))
 
@@ -63,7 +58,7 @@ def finished_trials(storage) -> int:
 def export_studies(storage, path: str | Path) -> int:
     """Write every study of ``storage`` (an Optuna storage object or URL) with its finished trials to ``path``,
     atomically. Returns the number of trials written."""
-    optuna = _optuna()
+    optuna = load_optuna()
     lines, n = [json.dumps({"kind": "format", "format": FORMAT})], 0
     for summary in sorted(optuna.get_all_study_summaries(storage), key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
@@ -125,7 +120,7 @@ def import_studies(path: str | Path, storage) -> dict[str, int]:
     is (its own storage is ahead of or beside the file). A trial a signal interrupted that no later trial continues
     has its parameters enqueued again (its training state stayed with its machine: they run from the start).
     Returns ``{study name: trials added}``."""
-    optuna = _optuna()
+    optuna = load_optuna()
     have = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
     added = {}
     for name, rec in read_records(path).items():

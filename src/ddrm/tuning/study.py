@@ -15,15 +15,12 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
 import math
-import re
 import signal
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,7 @@ from ..config.tuning import TuneOptions
 from ..data.interactions import Interactions
 from ..errors import ConfigError, DDRMError
 from ..interrupt import TrainingInterrupted, graceful_signals
-from ..io import atomic_open, atomic_path, file_lock, write_json
+from ..io import atomic_open, write_json
 from ..machine import code_version, where_run
 from ..stopwatch import Parts, Stopwatch, saved_parts
 from .objective import (
@@ -47,117 +44,25 @@ from .objective import (
     resolve_model,
     trial_config,
 )
+from .outputs import ORIGIN, config_line, config_trial, write_plot, write_trials_csv
 from .records import INTERRUPTED
 from .space import SearchSpace, load_space, shipped_space_path
+from .storage import (
+    BEATS,
+    RERUN,
+    fail_orphans,
+    hide_password,
+    load_optuna,
+    open_storage,
+    wait_for_other_workers,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise ConfigError("ddrm tune needs Optuna: pip install 'ddrm[tune]'.") from None
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # ddrm logs each trial itself
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    return optuna
-
-
-def _hide_password(url: str) -> str:
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def open_storage(url: str | None, output: Path, stale_after: int = 600):
-    """An Optuna storage: ``url`` with a scheme is an RDB URL, without one a journal file; None = SQLite in
-    ``output``. A storage that cannot be opened is one sentence naming it.
-
-    An RDB storage records a heartbeat of every running trial; a trial silent for ``stale_after`` seconds (its
-    process or machine was killed) is marked failed by the next worker that starts a trial, and its parameters are
-    enqueued once more, so a killed run loses only its running trial's time since its last epoch (the retry finds
-    the training state it kept, see :func:`trial_state_path`). A journal file has no heartbeats.
-
-    Workers that start together on a new storage race to create its schema. For an SQLite file the creation is
-    serialised by a lock file beside it; a server database's losing worker sees the schema half-made (a duplicate
-    key or table) and retries until it finds it whole.
-    """
-    optuna = _optuna()
-    if url is None:
-        output.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{output / 'study.db'}"
-    shown, attempt = _hide_password(url), 0
-    while True:
-        try:
-            if "://" not in url:
-                from optuna.storages.journal import JournalFileBackend
-
-                return optuna.storages.JournalStorage(JournalFileBackend(url))
-            beat = _heartbeat(optuna, stale_after)
-            if url.startswith("sqlite:///"):
-                with file_lock(Path(url[len("sqlite:///"):]).with_suffix(".lock")):
-                    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}, **beat)
-            return optuna.storages.RDBStorage(url, **beat)
-        except Exception as exc:  # sqlalchemy / driver errors come in many types; each is one sentence for the user
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            attempt += 1
-            racing = type(exc).__name__ == "IntegrityError" or "already exists" in reason or "locked" in reason
-            if attempt < 5 and racing:
-                time.sleep(0.5 * attempt)
-                continue
-            raise ConfigError(f"--storage {shown}: cannot open the study storage ({type(exc).__name__}: "
-                              f"{reason[:200]}).") from None
-
-
-def _heartbeat(optuna, stale_after: int) -> dict[str, Any]:
-    """RDBStorage's heartbeat settings: a beat every ``stale_after / 4`` s (at most 60 s), a silent trial failed after
-    ``stale_after`` s and retried once (Optuna >= 4.9 names the callback for stale trials; older ones the generic)."""
-    kw: dict[str, Any] = {"heartbeat_interval": max(1, min(60, stale_after // 4)), "grace_period": stale_after}
-    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    if retry is not None:
-        kw["heartbeat_stale_trial_callback"] = retry(max_retry=1)
-    else:
-        kw["failed_trial_callback"] = optuna.storages.RetryFailedTrialCallback(max_retry=1)
-    return kw
-
-
-BEATS = "heartbeats"
-
-
-def fail_orphans(study, storage, stale_after: float) -> list[int]:
-    """Fail, and retry once, the running trials of ``study`` on ``storage`` (as ``open_storage`` made it) that
-    never recorded a heartbeat and started over ``stale_after`` seconds ago; returns their numbers.
-
-    Optuna's own stale check only sees trials with a heartbeat. A trial whose worker recorded none (a ddrm from
-    before heartbeats, or a plain Optuna script without them, that was killed) would otherwise stay ``running`` for
-    ever. Every ddrm trial marks itself with the user attribute ``heartbeats`` when it starts, so the trials found
-    here are exactly those of such workers; one of them still alive after ``stale_after`` seconds would be failed too.
-    """
-    import datetime as dt
-
-    optuna = _optuna()
-    if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
-        return []
-    retry = storage.get_heartbeat_stale_trial_callback() or storage.get_failed_trial_callback()
-    cutoff = dt.datetime.now() - dt.timedelta(seconds=stale_after)
-    failed = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if BEATS in t.user_attrs or t.datetime_start > cutoff:
-            continue
-        try:
-            if not storage.set_trial_state_values(t._trial_id, state=optuna.trial.TrialState.FAIL):
-                continue
-        except optuna.exceptions.UpdateFinishedTrialError:  # another worker got there first
-            continue
-        logger.warning("trial %d: running since %s without a heartbeat (its worker was killed): failed, retried once",
-                       t.number, t.datetime_start.isoformat(" ", "seconds"))
-        failed.append(t.number)
-        if retry is not None:
-            retry(study, storage.get_trial(t._trial_id))
-    return failed
-
-
 def _pruner(name: str, prune_after: int = 0):
     """The Optuna pruner; its steps are epochs, and none before ``prune_after`` prunes."""
-    optuna = _optuna()
+    optuna = load_optuna()
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=prune_after)
     if name == "halving":
@@ -197,7 +102,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     """Run (or continue) the study and return the JSON payload; see the module docstring."""
     opts.validate()
     code_version()  # read now, when this process's code is loaded: a commit made while the trials run is not theirs
-    optuna = _optuna()
+    optuna = load_optuna()
     spec = resolve_model(opts.model)
     space = resolve_space(spec, opts.space)
     if not space.params and spec.name != "mostpop":
@@ -219,7 +124,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     metric = fitter.eval_config(trial_config(spec, base, space.fixed, {})).metric
 
     storage = open_storage(opts.storage, output, opts.stale_after)
-    storage_shown = _hide_password(opts.storage or str(output / "study.db"))
+    storage_shown = hide_password(opts.storage or str(output / "study.db"))
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize",
                                 pruner=_pruner(opts.pruner, opts.prune_after), load_if_exists=True)
     check_identity(study, study_name, storage_shown, {"model": spec.name, "metric": metric,
@@ -340,20 +245,6 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     return payload
 
 
-ORIGIN = "origin"  # user attribute of the trial that runs the config's own values ("config")
-
-
-def config_trial(trials: list) -> dict[str, Any] | None:
-    """The finished trial that ran the config's own values (``--include-config``): its number, state and validation
-    value (None for a pruned or failed one); None when the study has none."""
-    done = [t for t in trials if t.user_attrs.get(ORIGIN) == "config" and t.state.is_finished()]
-    if not done:
-        return None
-    t = done[-1]
-    value = t.value if t.state.name == "COMPLETE" and t.value is not None and not math.isnan(t.value) else None
-    return {"number": t.number, "state": t.state.name.lower(), "valid": value}
-
-
 def check_identity(study, name: str, shown: str, identity: dict[str, Any], settings: dict[str, Any]) -> None:
     """Record on a new study, and check on a resumed one, what its trials are comparable under: the model, the
     metric and the data (``identity``: another value is another study), and the pruner settings (``settings``: a
@@ -373,7 +264,6 @@ def check_identity(study, name: str, shown: str, identity: dict[str, Any], setti
 
 
 STATES = "trial-states"
-RERUN = "Run the same command again to continue the study."
 
 
 def trial_state_path(output: Path, cfg: dict[str, Any]) -> Path:
@@ -416,38 +306,6 @@ def kept_result(state: Path, who: str) -> dict[str, Any] | None:
         logger.warning("%s: its training state %s cannot be continued (%s): starting over", who, state, exc)
         state.unlink(missing_ok=True)
         return None
-
-
-RUNNING_POLL_SECONDS = 5.0
-
-
-def wait_for_other_workers(study, storage, stale_after: float) -> None:
-    """Before the refit, wait until no trial of the study is running: the last trials of the other workers sharing it
-    belong to the budget, and the best trial (the one refitted and evaluated on test) must be chosen among all of
-    them. A worker that died meanwhile does not hold the wait for ever: its trial is failed by the heartbeat check
-    (``stale_after``; a journal file has no heartbeats, so there the refit goes ahead, saying which trials it did not
-    wait for). SIGINT / SIGTERM stop the wait (``TrainingInterrupted``; the next run refits)."""
-    optuna = _optuna()
-    running = optuna.trial.TrialState.RUNNING
-    beats = isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() is not None
-    others = study.get_trials(deepcopy=False, states=(running,))
-    if not others:
-        return
-    numbers = ", ".join(str(t.number) for t in others)
-    if not beats:
-        logger.warning("trials %s are still running in other workers and this storage has no heartbeats: the best "
-                       "trial is chosen among the finished ones", numbers)
-        return
-    logger.warning("waiting for trials %s, still running in other workers, before choosing the best trial", numbers)
-    with graceful_signals("stopping the wait; the next run refits the best trial") as stop:
-        while not stop.requested:
-            optuna.storages.fail_stale_trials(study)
-            fail_orphans(study, storage, stale_after)
-            if not study.get_trials(deepcopy=False, states=(running,)):
-                return
-            time.sleep(RUNNING_POLL_SECONDS)  # a signal is seen at the next poll
-    raise TrainingInterrupted(f"tuning stopped by {stop.name} while waiting for trials {numbers} of other workers; "
-                              f"the next run refits the best trial", stop.signum, None, RERUN)
 
 
 def _best_value(study) -> float | None:
@@ -496,76 +354,10 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
               + f", space {payload['space_file']}",
               f"# best trial {payload['best']['number']}: valid {ev.metric} {best_valid:.4f}; this config refitted: "
               f"valid {valid:.4f}, test {ev.metric} {metrics['test'][ev.metric]:.4f} (test evaluated once, here)",
-              *([_config_line(payload["config_trial"], ev.metric)] if "config_trial" in payload else []),
+              *([config_line(payload["config_trial"], ev.metric)] if "config_trial" in payload else []),
               f"# run it with: {command_word[spec.kind]} --config best.yaml",
               f"# the refitted model: {checkpoint} (ddrm evaluate / recommend / serve --checkpoint)"]
     with atomic_open(output / "best.yaml", "w", encoding="utf-8") as fh:
         fh.write("\n".join(header) + "\n" + yaml.safe_dump(full, sort_keys=False))
     return {"best_config": str(output / "best.yaml"), "metrics": metrics, "refit_valid": valid,
             **took, "best_checkpoint": str(checkpoint)}
-
-
-def _config_line(own: dict[str, Any], metric: str) -> str:
-    """best.yaml's line on the trial of the config's own values."""
-    result = f"valid {metric} {own['valid']:.4f}" if own["valid"] is not None else own["state"]
-    return f"# the config's own values (--include-config): trial {own['number']}, {result}"
-
-
-def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
-    """One row per trial: number, state, validation value, seconds (wall clock), CPU seconds (the worker process's
-    CPU time over all its threads: the trial's work, whatever share of a busy machine it got; trials from before
-    2026-12-07 have none), where it was pruned, worker, the machine it ran on (its seconds are that machine's), the
-    code that computed it (``machine.code_version``: ddrm's version and git commit; none before 2026-12-07), error,
-    origin (``config``: the config's own values, ``--include-config``), parameters."""
-    names = [p.name for p in space.params]
-    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["number", "state", "value", "seconds", "cpu_seconds", "pruned_at_epoch", "worker", "machine", "code",
-                    "error", "origin", *names])
-        for t in trials:
-            params = space.decode(t.params) if t.params else {}
-            w.writerow([t.number, t.state.name.lower(), "" if t.value is None or math.isnan(t.value) else t.value,
-                        f"{t.user_attrs.get('seconds', 0.0):.2f}",
-                        f"{t.user_attrs['cpu_seconds']:.2f}" if "cpu_seconds" in t.user_attrs else "",
-                        t.user_attrs.get("pruned_at_epoch", ""),
-                        t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("code", ""),
-                        t.user_attrs.get("error", ""), t.user_attrs.get(ORIGIN, ""),
-                        *[json.dumps(params[n]) if isinstance(params.get(n), list | dict) else params.get(n, "")
-                          for n in names]])
-
-
-def write_plot(study, path: Path) -> str | None:
-    """Parameter importances (Optuna's default evaluator: PED-ANOVA in Optuna 5, fANOVA before) as a PNG, or the
-    optimisation history when there is too little to rank; None without matplotlib or a complete trial. The
-    evaluator's warnings about too few trials go to the log."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from optuna.visualization import matplotlib as ovm
-    except ImportError:
-        logger.warning("no plot: matplotlib is not installed (pip install 'ddrm[tune]')")
-        return None
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if not complete:
-        return None
-    varied = {k for t in complete for k in t.params if len({str(u.params.get(k)) for u in complete}) > 1}
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            ranked = len(complete) >= 2 and varied
-            ax = ovm.plot_param_importances(study) if ranked else ovm.plot_optimization_history(study)
-        for w in caught:
-            logger.info("importance plot: %s", w.message)
-    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-        logger.info("parameter importances unavailable (%s); plotting the optimisation history", exc)
-        plt.close("all")
-        ax = ovm.plot_optimization_history(study)
-    fig = ax.figure
-    fig.set_size_inches(8, max(3.0, 0.5 * len(complete[0].params) + 2))
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return str(path)
