@@ -61,6 +61,26 @@ def test_bench_tune_times_each_trial(tmp_path):
                                        str(Path(__file__).resolve().parents[1] / "nonexistent")],
                                       capture_output=True, text=True, check=True, cwd=BENCH).stdout)
     assert again["results"] == []
+    # the same summary from a study's committed records (trials that ran on another machine)
+    studies = tmp_path / "studies"
+    from ddrm.tuning.records import export_studies
+    from ddrm.tuning.storage import open_storage
+
+    folder = tmp_path / "ease"
+    assert subprocess.run([sys.executable, "-m", "ddrm", "tune", "--model", "ease", "--data", "synthetic", "--trials",
+                           "2", "--no-final", "--output", str(folder), "--quiet", "--json"],
+                          capture_output=True, text=True).returncode == 0
+    studies.mkdir()
+    export_studies(open_storage(None, folder), studies / "ease.jsonl")
+    from_records = json.loads(subprocess.run([sys.executable, str(BENCH / "bench_tune.py"), "--studies", str(studies)],
+                                             capture_output=True, text=True, check=True, cwd=BENCH).stdout)
+    [row] = from_records["results"]
+    csv_row = json.loads(subprocess.run([sys.executable, str(BENCH / "bench_tune.py"), "--studies", str(tmp_path)],
+                                        capture_output=True, text=True, check=True, cwd=BENCH).stdout)["results"]
+    [same] = [r for r in csv_row if r["model"] == "ease"]
+    assert row["model"] == "ease" and row["trials"] == 2 and row["complete"]["n"] == 2
+    assert row["complete"]["mean_s"] == pytest.approx(same["complete"]["mean_s"], abs=0.01)  # the csv rounds to 0.01 s
+    assert row["best_valid"] == pytest.approx(same["best_valid"], rel=1e-9)
 
 
 def test_tune_grid_fills_every_study_with_shared_workers_and_resumes(tmp_path, capsys, monkeypatch):
