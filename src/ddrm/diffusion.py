@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.interactions import history_rows
 from .errors import ConfigError
 
 Schedule = Literal["linear", "linear-var", "cosine", "binomial"]
@@ -60,8 +61,6 @@ def keyed_normal(keys: torch.Tensor, dim: int, salt: int, dtype: torch.dtype = t
 def history_keys(histories: list[np.ndarray], device: torch.device | str = "cpu") -> torch.Tensor:
     """A noise key per fold-in history: int64 [B], a hash of the set of items (order and batch do not matter;
     offset past 2**32 so that it never equals a known user's index)."""
-    from .data.interactions import history_rows
-
     indptr, indices = history_rows(histories)
     items = torch.from_numpy(indices)
     rows = torch.repeat_interleave(torch.arange(len(histories)), torch.from_numpy(np.diff(indptr)))

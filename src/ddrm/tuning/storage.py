@@ -87,6 +87,11 @@ def _heartbeat(optuna, stale_after: int) -> dict[str, Any]:
     return kw
 
 
+def has_heartbeats(storage) -> bool:
+    """Whether ``storage`` (as ``open_storage`` made it) records heartbeats: an RDB storage does, a journal file not."""
+    return isinstance(storage, load_optuna().storages.RDBStorage) and storage.get_heartbeat_interval() is not None
+
+
 BEATS = "heartbeats"
 
 
@@ -102,7 +107,7 @@ def fail_orphans(study, storage, stale_after: float) -> list[int]:
     import datetime as dt
 
     optuna = load_optuna()
-    if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
+    if not has_heartbeats(storage):
         return []
     retry = storage.get_heartbeat_stale_trial_callback() or storage.get_failed_trial_callback()
     cutoff = dt.datetime.now() - dt.timedelta(seconds=stale_after)
@@ -134,7 +139,7 @@ def wait_for_other_workers(study, storage, stale_after: float) -> None:
     wait for). SIGINT / SIGTERM stop the wait (``TrainingInterrupted``; the next run refits)."""
     optuna = load_optuna()
     running = optuna.trial.TrialState.RUNNING
-    beats = isinstance(storage, optuna.storages.RDBStorage) and storage.get_heartbeat_interval() is not None
+    beats = has_heartbeats(storage)
     others = study.get_trials(deepcopy=False, states=(running,))
     if not others:
         return
