@@ -52,6 +52,14 @@ def test_trained_model_trials_are_pruned_and_best_yaml_reproduces_the_trial(tmp_
     assert {r["machine"] for r in rows} == {where_run("cpu")}  # whose seconds these are
     assert {r["code"] for r in rows} == {code_version()}  # and whose code computed their values
     assert all(float(r["cpu_seconds"]) > 0 for r in rows)  # the trial's work, whatever share of the machine it got
+    # patience 8 = epochs: every complete trial trains 8 epochs, and is flagged iff its best validation is the 8th
+    assert all(1 <= int(r["best_epoch"]) <= 8 and (r["still_improving"] == "1") == (r["best_epoch"] == "8")
+               for r in complete)
+    capped = [int(r["number"]) for r in complete if r["still_improving"] == "1"]
+    assert p.get("still_improving", []) == capped
+    best_capped = p["best"]["number"] in capped
+    assert p["best"].get("still_improving", False) == best_capped
+    assert ("ended at its epoch cap still improving" in (out / "best.yaml").read_text()) == best_capped
     # the refitted model is kept: evaluating it gives the refit's numbers without training again
     assert p["best_checkpoint"] == str(out / "best.pt") and f"# the refitted model: {out / 'best.pt'}" in (
         out / "best.yaml").read_text()
@@ -547,3 +555,32 @@ def test_trial_records_carry_a_study_to_a_fresh_storage(tmp_path, capsys):
     assert _rows(tmp_path / "b" / "trials.csv") == _rows(tmp_path / "a" / "trials.csv")
     more = _tune(["--model", "ease", *TINY, "--trials", "4", "--output", str(tmp_path / "b")], capsys)
     assert more["trials"]["complete"] == 4
+
+
+def test_still_improving_means_best_at_the_epoch_cap_after_a_worse_validation():
+    from ddrm.training import TrainResult
+
+    def run(best: int, last: int, validated: list[int], cap: int = 10) -> bool:
+        history = [{"epoch": e, **({"valid": {}} if e in validated else {})} for e in range(1, last + 1)]
+        return TrainResult(best_epoch=best, epochs_run=last, epoch_cap=cap, history=history).still_improving
+
+    assert run(best=10, last=10, validated=[5, 10])  # the cap reached, its validation the best
+    assert not run(best=5, last=10, validated=[5, 10])  # the best came earlier
+    assert not run(best=6, last=6, validated=[3, 6])  # early stop (or interrupted) before the cap
+    assert not run(best=10, last=10, validated=[10])  # one validation: nothing to compare with
+    assert not TrainResult().still_improving  # closed-form models train no epochs
+
+
+def test_pretrain_says_when_the_best_epoch_is_the_last(tmp_path, capsys):
+    base = ["pretrain", *TINY, "--set", "backend.name=mf", "--set", "backend.dim=16", "--set", "train.eval_every=1",
+            "--json", "--quiet"]
+    flags = []
+    for epochs, lr in ((3, 1e-3), (6, 5e-1)):  # a slow learner stopped at 3 epochs; a fast one past its best
+        assert main([*base, "--set", f"train.epochs={epochs}", "--set", f"train.lr={lr}",
+                     "--output", str(tmp_path / str(epochs))]) == 0
+        captured = capsys.readouterr()
+        p = json.loads(captured.out)
+        assert p["still_improving"] == (p["best_epoch"] == p["epochs_run"] == epochs)
+        assert ("a larger train.epochs may help" in captured.err) == p["still_improving"]
+        flags.append(p["still_improving"])
+    assert flags == [True, False]

@@ -215,7 +215,11 @@ def complete_run(out: Path, cfg: Any, data: Interactions, model: Backend | DDRM,
         **fields, "seed": cfg.seed, "data": data_info(data), "world_size": distributed.world_size(),
         "device": str(model.device_), "metrics": metrics, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
         "epoch_seconds_mean": res.epoch_seconds_mean, "output": cfg.output, "checkpoint": str(out / filename),
+        "still_improving": res.still_improving,
     }
+    if res.still_improving:
+        logger.warning("the best validation is the last one, at the epoch cap (train.epochs = %d): the model may still "
+                       "be improving, and a larger train.epochs may help", res.epoch_cap)
     if distributed.is_main():
         model.save(out / filename, data, to_dict(cfg), metrics)
     write_run(out, cfg, payload)

@@ -60,6 +60,14 @@ class TrainResult:
     seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0  # the process's CPU time (all its threads): the work, whatever share of the machine it got
+    epoch_cap: int = 0  # the run's train.epochs
+
+    @property
+    def still_improving(self) -> bool:
+        """The run trained to its epoch cap and its best validation is the last one, after at least one earlier,
+        worse one: more epochs might have helped (a larger ``train.epochs``)."""
+        validated = sum("valid" in h for h in self.history)
+        return validated >= 2 and self.epoch_cap > 0 and self.epochs_run == self.best_epoch == self.epoch_cap
 
     @property
     def epoch_seconds_mean(self) -> float:
@@ -69,7 +77,7 @@ class TrainResult:
         """Everything, JSON-able (for training states)."""
         return {"best_epoch": self.best_epoch, "best_score": self.best_score, "best_valid": self.best_valid,
                 "history": self.history, "epochs_run": self.epochs_run, "seconds": self.seconds,
-                "epoch_seconds": self.epoch_seconds, "cpu_seconds": self.cpu_seconds}
+                "epoch_seconds": self.epoch_seconds, "cpu_seconds": self.cpu_seconds, "epoch_cap": self.epoch_cap}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainResult:
@@ -78,7 +86,7 @@ class TrainResult:
     def summary(self) -> dict:
         """The JSON-able part kept in checkpoints."""
         return {"best_epoch": self.best_epoch, "best_valid": self.best_valid, "epochs_run": self.epochs_run,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "still_improving": self.still_improving}
 
 
 class NonFiniteLoss(DDRMError):
@@ -151,6 +159,7 @@ def train_loop(
         result = TrainResult.from_dict(st.result)
         rng.bit_generator.state = st.epoch_rng
         logger.info("%s: resuming from %s at epoch %d, step %d", desc, state_path, st.epoch, st.step)
+    result.epoch_cap = cfg.epochs
 
     world, rank = distributed.world_size(), distributed.rank()
     loss_fn: Callable[..., dict[str, torch.Tensor]] = model.loss

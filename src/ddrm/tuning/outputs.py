@@ -17,6 +17,7 @@ from .space import SearchSpace
 logger = logging.getLogger(__name__)
 
 ORIGIN = "origin"  # user attribute of the trial that runs the config's own values ("config")
+STILL_IMPROVING = "still_improving"  # user attribute of a trial that ended at its epoch cap still improving
 
 
 def config_trial(trials: list) -> dict[str, Any] | None:
@@ -39,21 +40,22 @@ def config_line(own: dict[str, Any], metric: str) -> str:
 def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
     """One row per trial: number, state, validation value, seconds (wall clock), CPU seconds (the worker process's
     CPU time over all its threads: the trial's work, whatever share of a busy machine it got; trials from before
-    2026-12-07 have none), where it was pruned, worker, the machine it ran on (its seconds are that machine's), the
+    2026-12-07 have none), where it was pruned, a trained trial's best epoch and whether it ended at its epoch cap
+    still improving (``1``; trials from before 2026-12-08 have neither), worker, the machine it ran on (its seconds are that machine's), the
     code that computed it (``machine.code_version``: ddrm's version and git commit; none before 2026-12-07), error,
     origin (``config``: the config's own values, ``--include-config``), parameters."""
     names = [p.name for p in space.params]
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["number", "state", "value", "seconds", "cpu_seconds", "pruned_at_epoch", "worker", "machine", "code",
-                    "error", "origin", *names])
+        w.writerow(["number", "state", "value", "seconds", "cpu_seconds", "pruned_at_epoch", "best_epoch",
+                    STILL_IMPROVING, "worker", "machine", "code", "error", "origin", *names])
         for t in trials:
             params = space.decode(t.params) if t.params else {}
             w.writerow([t.number, t.state.name.lower(), "" if t.value is None or math.isnan(t.value) else t.value,
                         f"{t.user_attrs.get('seconds', 0.0):.2f}",
                         f"{t.user_attrs['cpu_seconds']:.2f}" if "cpu_seconds" in t.user_attrs else "",
-                        t.user_attrs.get("pruned_at_epoch", ""),
-                        t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("code", ""),
+                        t.user_attrs.get("pruned_at_epoch", ""), t.user_attrs.get("best_epoch", ""),
+                        1 if t.user_attrs.get(STILL_IMPROVING) else "", t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("code", ""),
                         t.user_attrs.get("error", ""), t.user_attrs.get(ORIGIN, ""),
                         *[json.dumps(params[n]) if isinstance(params.get(n), list | dict) else params.get(n, "")
                           for n in names]])

@@ -34,6 +34,7 @@ from ..interrupt import TrainingInterrupted, graceful_signals
 from ..io import atomic_open, write_json
 from ..machine import code_version, where_run
 from ..stopwatch import Parts, Stopwatch, saved_parts
+from ..training import TrainResult
 from .objective import (
     Fitter,
     ModelSpec,
@@ -44,7 +45,7 @@ from .objective import (
     resolve_model,
     trial_config,
 )
-from .outputs import ORIGIN, config_line, config_trial, write_plot, write_trials_csv
+from .outputs import ORIGIN, STILL_IMPROVING, config_line, config_trial, write_plot, write_trials_csv
 from .records import INTERRUPTED
 from .space import SearchSpace, load_space, shipped_space_path
 from .storage import (
@@ -160,6 +161,7 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
         try:
             model = fitter.fit(cfg, report, state)
             device = str(getattr(model, "device_", "cpu"))
+            record_training(trial, getattr(model, "result_", None))
             value = fitter.validate(model, cfg)
         except TrainingInterrupted as exc:  # the state stays for the run that continues this trial
             kept = True
@@ -231,6 +233,14 @@ def tune(opts: TuneOptions, file_cfg: dict[str, Any], data_flags: dict[str, Any]
     best_params = space.decode(best.params)
     payload["best"] = {"number": best.number, "params": best_params, "valid": best.value,
                        "seconds": best.user_attrs.get("seconds")}
+    capped = [t.number for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get(STILL_IMPROVING)]
+    if capped:
+        payload["still_improving"] = capped
+    if best.number in capped:
+        payload["best"]["still_improving"] = True
+        logger.warning("the best trial (%d) ended at its epoch cap still improving, as did %d of the %d complete "
+                       "trials: a larger train.epochs in the starting config may find more", best.number, len(capped),
+                       counts.get("complete", 0))
     own_trial = config_trial(trials)
     if own_trial is not None:
         payload["config_trial"] = own_trial
@@ -308,6 +318,16 @@ def kept_result(state: Path, who: str) -> dict[str, Any] | None:
         return None
 
 
+def record_training(trial, result: TrainResult | None) -> None:
+    """A trained trial's best epoch, and whether it ended at its epoch cap still improving
+    (:attr:`~ddrm.training.TrainResult.still_improving`), as user attributes (trials.csv's columns)."""
+    if not isinstance(result, TrainResult) or not result.epochs_run:
+        return
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    if result.still_improving:
+        trial.set_user_attr(STILL_IMPROVING, True)
+
+
 def _best_value(study) -> float | None:
     try:
         return float(study.best_value)
@@ -355,6 +375,9 @@ def finish(fitter: Fitter, spec: ModelSpec, base: dict[str, Any], space: SearchS
               f"# best trial {payload['best']['number']}: valid {ev.metric} {best_valid:.4f}; this config refitted: "
               f"valid {valid:.4f}, test {ev.metric} {metrics['test'][ev.metric]:.4f} (test evaluated once, here)",
               *([config_line(payload["config_trial"], ev.metric)] if "config_trial" in payload else []),
+              *([f"# the best trial ended at its epoch cap still improving (as did {len(payload['still_improving'])} "
+                 f"of the complete trials): a larger train.epochs may find more"]
+                if payload["best"].get("still_improving") else []),
               f"# run it with: {command_word[spec.kind]} --config best.yaml",
               f"# the refitted model: {checkpoint} (ddrm evaluate / recommend / serve --checkpoint)"]
     with atomic_open(output / "best.yaml", "w", encoding="utf-8") as fh:
