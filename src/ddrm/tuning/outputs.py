@@ -41,9 +41,9 @@ def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
     """One row per trial: number, state, validation value, seconds (wall clock), CPU seconds (the worker process's
     CPU time over all its threads: the trial's work, whatever share of a busy machine it got; trials from before
     2026-12-07 have none), where it was pruned, a trained trial's best epoch and whether it ended at its epoch cap
-    still improving (``1``; trials from before 2026-12-08 have neither), worker, the machine it ran on (its seconds are that machine's), the
-    code that computed it (``machine.code_version``: ddrm's version and git commit; none before 2026-12-07), error,
-    origin (``config``: the config's own values, ``--include-config``), parameters."""
+    still improving (``1``; trials from before 2026-12-08 have neither), worker, the machine it ran on (its seconds
+    are that machine's), the code that computed it (``machine.code_version``: ddrm's version and git commit; none
+    before 2026-12-07), error, origin (``config``: the config's own values, ``--include-config``), parameters."""
     names = [p.name for p in space.params]
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
@@ -55,7 +55,8 @@ def write_trials_csv(path: Path, trials: list, space: SearchSpace) -> None:
                         f"{t.user_attrs.get('seconds', 0.0):.2f}",
                         f"{t.user_attrs['cpu_seconds']:.2f}" if "cpu_seconds" in t.user_attrs else "",
                         t.user_attrs.get("pruned_at_epoch", ""), t.user_attrs.get("best_epoch", ""),
-                        1 if t.user_attrs.get(STILL_IMPROVING) else "", t.user_attrs.get("worker", ""), t.user_attrs.get("machine", ""), t.user_attrs.get("code", ""),
+                        1 if t.user_attrs.get(STILL_IMPROVING) else "", t.user_attrs.get("worker", ""),
+                        t.user_attrs.get("machine", ""), t.user_attrs.get("code", ""),
                         t.user_attrs.get("error", ""), t.user_attrs.get(ORIGIN, ""),
                         *[json.dumps(params[n]) if isinstance(params.get(n), list | dict) else params.get(n, "")
                           for n in names]])
