@@ -217,11 +217,11 @@ def complete_run(out: Path, cfg: Any, data: Interactions, model: Backend | DDRM,
         "epoch_seconds_mean": res.epoch_seconds_mean, "output": cfg.output, "checkpoint": str(out / filename),
         "still_improving": res.still_improving,
     }
-    if res.still_improving and distributed.is_main():  # one warning, not one per rank
-        logger.warning("the best validation is the last one, at the epoch cap (train.epochs = %d): the model may still "
-                       "be improving, and a larger train.epochs may help", res.epoch_cap)
-    if distributed.is_main():
+    if distributed.is_main():  # one checkpoint and one warning, not one per rank
         model.save(out / filename, data, to_dict(cfg), metrics)
+        if res.still_improving:
+            logger.warning("the best validation is the last one, at the epoch cap (train.epochs = %d): the model may "
+                           "still be improving, and a larger train.epochs may help", res.epoch_cap)
     write_run(out, cfg, payload)
     finish_run(out)
     return payload
