@@ -54,29 +54,47 @@ def test_a_run_folder_keeps_its_log_whatever_the_terminal_shows(uninterrupted):
     assert sum("ddrm epoch" in ln and "valid recall@20" in ln for ln in lines) == 2
 
 
+# Runs ``ddrm ARGS...`` with the phase's step hook wrapped: once the phase's end-of-epoch-1 state exists (so the run
+# is inside epoch 2), the fifth step sends the process the signal itself. Deterministic on any machine speed, unlike
+# a signal sent from outside after a sleep, which a fast machine can let land on an epoch boundary (a valid stop, but
+# not the mid-epoch one under test). The handler, the stop and the state write are the real ones.
+_SIGNAL_MID_EPOCH = """
+import importlib, os, signal, sys
+from pathlib import Path
+from ddrm.cli import entry_point
+module, name, state, sig = sys.argv[1:5]
+cls = getattr(importlib.import_module(module), name)
+inner, seen = cls.on_step, []
+def on_step(self, step):
+    if Path(state).exists():
+        seen.append(step)
+        if len(seen) == 5:
+            os.kill(os.getpid(), signal.Signals[sig])
+    inner(self, step)
+cls.on_step = on_step
+sys.argv = ["ddrm", *sys.argv[5:]]
+entry_point()
+"""
+_STEP_HOOK = {"backend": ("ddrm.backends.base", "EmbeddingBackend"), "ddrm": ("ddrm.model", "DDRMModule")}
+
+
 @pytest.mark.parametrize(("phase", "sig", "code"), [("backend", signal.SIGTERM, 143), ("ddrm", signal.SIGINT, 130)])
 def test_interrupted_mid_epoch_then_resumed_is_bit_identical(uninterrupted, phase, sig, code):
     root = uninterrupted["root"]
     run = root / f"cut-{phase}"
-    proc = _cli("train", "--config", str(root / "c.yaml"), "--output", str(run))
     state = run / f"state-{phase}.pt"
-    deadline = time.monotonic() + 120
-    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)  # the state appears at the end of epoch 1: the process is now inside epoch 2
-    # not at its very start: a signal landing between the state write and the end-of-epoch stop check (the
-    # scheduler can make that window real) stops the run at the epoch boundary, a valid stop but not the mid-epoch
-    # one under test (an epoch takes ~2 s here)
-    time.sleep(0.3)
-    assert proc.poll() is None, "the run ended before it could be interrupted"
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_MID_EPOCH, *_STEP_HOOK[phase], str(state), sig.name,
+                           "train", "--config", str(root / "c.yaml"), "--output", str(run), "--quiet", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    err = proc.stderr
     assert proc.returncode == code, err
     assert "Traceback" not in err and f"--resume {run}" in err
     assert "stopped:" not in err  # the log's line on the stop goes to the file only
     last = (run / "run.log").read_text().splitlines()[-1]
     assert "WARNING ddrm.runs: ddrm train stopped:" in last and f"stopped by {sig.name}" in last
+    assert "at epoch 2, step 5 of" in last  # the step during which the signal came, finished
     saved = load_checkpoint(state, "train_state")
-    assert saved["step"] > 0, "the signal should land mid-epoch"
+    assert (saved["epoch"], saved["step"]) == (2, 5)
     assert not (run / "metrics.json").exists()
 
     # a fresh run into the same folder refuses to clobber the interrupted one
