@@ -31,6 +31,11 @@ Made for a lent GPU session (one short, prepared run whose study folders come ba
 (two workers of one thread each: about 25 % more throughput than one process of two threads, measured on
 LightGCN). Trials from different machines join one study; their scores are comparable only up to the small
 numerical differences between devices, which the final refit on one machine reports.
+
+To run a grid only on the CPU time other jobs leave: ``nice -n 19`` alone does not do it when each job runs in
+its own session (``setsid``, a terminal of its own), since Linux's autogroup scheduler shares the CPU between
+sessions first; also lower the session's weight, ``echo 19 > /proc/<grid pid>/autogroup`` (measured here: a
+worker's share fell from a third of the CPU to 6 % beside two other jobs).
 """
 
 from __future__ import annotations
