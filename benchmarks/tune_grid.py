@@ -35,7 +35,7 @@ numerical differences between devices, which the final refit on one machine repo
 To run a grid only on the CPU time other jobs leave: ``nice -n 19`` alone does not do it when each job runs in
 its own session (``setsid``, a terminal of its own), since Linux's autogroup scheduler shares the CPU between
 sessions first; also lower the session's weight, ``echo 19 > /proc/<grid pid>/autogroup`` (measured here: a
-worker's share fell from a third of the CPU to 6 % beside two other jobs).
+niced worker beside two others got 93 % of a core, then 6 % once its autogroup was set).
 """
 
 from __future__ import annotations
